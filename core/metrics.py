@@ -1,0 +1,46 @@
+"""The one metrics schema behind the CLI, ``metrics.jsonl``, TensorBoard and the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class MetricsRow:
+    """One line of ``metrics.jsonl``, written each iteration (on-policy) or report interval."""
+
+    env_steps: int
+    """Environment transitions collected so far (all workers, all sub-envs)."""
+    episodes: int
+    """Episodes finished so far."""
+    wall_time_s: float
+    """Seconds since the run started (resumed runs continue the count)."""
+    episode_return_mean: float | None
+    """Mean return of the episodes finished since the last row (None if none finished)."""
+    episode_returns: list[float]
+    """Raw returns of the episodes finished since the last row."""
+    grad_updates: int
+    """Gradient (or tabular) update steps so far."""
+    samples_trained: int
+    """Transitions consumed by updates so far, counted with repetition."""
+    replay_ratio: float
+    """samples_trained / env_steps: the data reuse (pg 1, ppo = epochs, dqn/sac many)."""
+    env_steps_per_s: float
+    """Env steps per second over the last interval."""
+    updates_per_s: float
+    """Gradient updates per second over the last interval."""
+    workers: int
+    """Rollout workers alive at this row."""
+    policy_lag: float
+    """Learner policy version minus the version that acted (mean over the interval)."""
+    extra: dict[str, float] = field(default_factory=dict)
+    """Learner and replay metrics, namespaced (``loss/policy``, ``replay/size``)."""
+
+    def to_json(self) -> dict:
+        """Flat dict: the schema fields plus the namespaced extras at top level."""
+        row = asdict(self)
+        row.update(row.pop("extra"))
+        return row
+
+
+METRIC_FIELDS: tuple[str, ...] = tuple(f for f in MetricsRow.__dataclass_fields__ if f != "extra")
