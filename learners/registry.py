@@ -34,12 +34,17 @@ class AlgoSpec:
     """Typed dataclass of hyperparameters; ``--set key=value`` writes its fields."""
     on_policy: bool
     """True: synchronous collect-update-discard loop. False: replay-fed asynchronous loop."""
-    make_policy: Callable[[gym.Space, gym.Space, Any], Any]
-    """(obs_space, action_space, config) -> Policy, built inside each worker."""
+    make_policy: Callable[..., Any]
+    """(obs_space, action_space, config, *, worker_index, num_workers) -> Policy, built inside
+    each worker. The policy may define ``set_progress(fraction)`` (0..1 of the run's env-step
+    budget), which the worker calls before each fragment, for annealed exploration."""
     make_learner: Callable[[gym.Space, gym.Space, Any], Any]
     """(obs_space, action_space, config) -> Learner, built in the driver."""
     check_spaces: Callable[[gym.Space, gym.Space], str | None]
     """Returns a one-line reason why the spaces do not fit this algorithm, or None."""
+    to_replay: Callable[[Any, Any], Any] | None = None
+    """Optional (Rollout, config) -> Batch written to replay, e.g. n-step folding. Default:
+    ``Rollout.to_batch()``."""
 
 
 class UnknownAlgorithm(ValueError):
