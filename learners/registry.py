@@ -42,6 +42,9 @@ class AlgoSpec:
     """(obs_space, action_space, config) -> Learner, built in the driver."""
     check_spaces: Callable[[gym.Space, gym.Space], str | None]
     """Returns a one-line reason why the spaces do not fit this algorithm, or None."""
+    preset: Callable[[gym.Space, gym.Space, str], dict[str, Any]] | None = None
+    """Optional (obs_space, action_space, env_id) -> config overrides applied before the user's
+    (e.g. PPO's MuJoCo settings for Box actions). User ``--config`` / ``--set`` values win."""
     to_replay: Callable[[Any, Any], Any] | None = None
     """Optional (Rollout, config) -> Batch written to replay, e.g. n-step folding. Default:
     ``Rollout.to_batch()``."""

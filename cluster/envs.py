@@ -1,0 +1,64 @@
+"""Gymnasium environment construction and validation, shared by workers, the CLI and eval."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from core.errors import TandemError
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a one-line TandemError for an unknown id, with the closest registered names."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise TandemError(
+        f"unknown env id {env_id!r}: {hint}list the registered ids with "
+        '`python -c "import gymnasium; gymnasium.pprint_registry()"`'
+    )
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **kw) -> gym.Env:
+    check_env_id(env_id)
+    try:
+        return gym.make(env_id, **(env_kwargs or {}), **kw)
+    except TypeError as e:
+        raise TandemError(f"cannot make {env_id} with env_kwargs={env_kwargs}: {e}") from None
+    except (gym.error.DependencyNotInstalled, ImportError) as e:
+        raise TandemError(
+            f"{env_id} needs a missing package ({e}): pip install 'gymnasium[mujoco]'"
+        ) from None
+
+
+def env_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[gym.Space, gym.Space]:
+    """Observation and action spaces, from one throwaway env (cheap, and catches bad ids early)."""
+    env = make_env(env_id, env_kwargs)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None
+) -> gym.vector.VectorEnv:
+    """A synchronous vector env in same-step autoreset mode.
+
+    Same-step mode resets a finished sub-env inside the step that ended it and hands the final
+    observation over in ``info["final_obs"]``; so every step is a real transition and the
+    ignored reset step of the default next-step mode never reaches a batch or the replay.
+    """
+    check_env_id(env_id)
+    fns = [lambda: make_env(env_id, env_kwargs) for _ in range(num_envs)]
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def derive_seeds(run_seed: int, worker_index: int, n: int) -> list[int]:
+    """n independent 31-bit seeds for worker ``worker_index`` of run ``run_seed``."""
+    ss = np.random.SeedSequence([run_seed, worker_index])
+    return [int(s) for s in ss.generate_state(n, dtype=np.uint32) >> 1]

@@ -1,0 +1,137 @@
+"""Ray plumbing: starting or joining a cluster, and a fault-tolerant group of rollout workers.
+
+This module and the drivers are the only code that imports ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from cluster.worker import RolloutWorker
+from core.errors import TandemError
+
+log = logging.getLogger("tandem")
+
+
+def _probe(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast with a clear message: ray.init on a dead address retries for a long time."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as e:
+        raise TandemError(
+            f"cannot reach the Ray cluster at {address} ({e.__class__.__name__}): start it with "
+            "`ray start --head`, fix --address/RAY_ADDRESS, or leave both unset for a local Ray"
+        ) from None
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> str:
+    """Join ``address`` (or RAY_ADDRESS), or start an embedded local Ray with explicit num_cpus."""
+    if ray.is_initialized():
+        return "existing"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _probe(address)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError) as e:
+            raise TandemError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+        return address
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count() or 2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=False,
+    )
+    return "local"
+
+
+class WorkerGroup:
+    """N rollout worker actors, spread over the cluster's nodes, that survive worker deaths.
+
+    A dead worker is restarted by Ray (``max_restarts=-1``). Meanwhile the driver keeps
+    collecting from the others: a worker whose call failed is parked until a ``ping`` to its
+    restarted incarnation answers, and only then gets work again.
+    """
+
+    def __init__(self, num_workers: int, **worker_kwargs: Any):
+        total_cpus = float(ray.cluster_resources().get("CPU", 1))
+        # Oversubscription is allowed on purpose (16 workers on 2 cores still run, just slower).
+        cpus = min(1.0, total_cpus / max(num_workers, 1))
+        remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
+        self.num_workers = num_workers
+        self.actors = [
+            remote_cls.options(scheduling_strategy="SPREAD").remote(
+                worker_index=i, num_workers=num_workers, **worker_kwargs
+            )
+            for i in range(num_workers)
+        ]
+        self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
+        self.restarts = 0
+        # Fail now, with the worker's own error, if the workers cannot even start (bad env kwargs...).
+        try:
+            ray.get([a.ping.remote() for a in self.actors], timeout=300)
+        except RayTaskError as e:
+            raise TandemError(f"rollout workers failed to start: {e.cause}") from None
+        except RayActorError as e:
+            raise TandemError(f"rollout workers failed to start: {str(e).splitlines()[0]}") from None
+
+    @property
+    def alive(self) -> list[int]:
+        """Indices of workers that can take work now (after re-admitting restarted ones)."""
+        for i, ref in list(self.parked.items()):
+            ready, _ = ray.wait([ref], timeout=0)
+            if ready:
+                try:
+                    ray.get(ref)
+                    del self.parked[i]
+                    log.warning("worker %d is back after a restart", i)
+                except RayActorError:
+                    self.parked[i] = self.actors[i].ping.remote()
+        return [i for i in range(self.num_workers) if i not in self.parked]
+
+    def park(self, i: int, err: Exception) -> None:
+        log.warning("worker %d died (%s); continuing with the others", i, type(err).__name__)
+        self.restarts += 1
+        self.parked[i] = self.actors[i].ping.remote()
+
+    def call(self, i: int, method: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:
+        return getattr(self.actors[i], method).remote(*args, **kwargs)
+
+    def call_all(self, method: str, *args: Any, timeout_s: float = 600, **kwargs: Any) -> list[Any]:
+        """Call ``method`` on every live worker; return the results of those that answered.
+
+        Blocks until at least one worker answers: with every worker parked it waits for a
+        restart rather than spinning.
+        """
+        while True:
+            idx = self.alive
+            if idx:
+                break
+            ray.wait(list(self.parked.values()), num_returns=1, timeout=timeout_s)
+        refs = {i: self.call(i, method, *args, **kwargs) for i in idx}
+        out = []
+        for i, ref in refs.items():
+            try:
+                out.append(ray.get(ref, timeout=timeout_s))
+            except (RayActorError, GetTimeoutError) as e:
+                self.park(i, e)
+        return out
+
+    def kill(self, i: int) -> None:
+        """Kill worker ``i``'s process (Ray restarts it): for tests and chaos drills."""
+        ray.kill(self.actors[i], no_restart=False)
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)

@@ -1,0 +1,51 @@
+"""The synchronous on-policy driver: collect -> update -> broadcast -> discard."""
+
+from __future__ import annotations
+
+import ray
+
+from cluster.group import WorkerGroup
+from cluster.reporting import Reporter
+from cluster.session import Session
+from core.types import concat_rollouts
+
+
+def train_on_policy(s: Session) -> None:
+    """One loop, in the algorithm's order. Each iteration's batch is used by exactly one
+    ``learner.update`` (which may reuse it for several epochs) and then dropped."""
+    run, cfg = s.run_cfg, s.algo_cfg
+    learner = s.learner
+    group = WorkerGroup(
+        run.workers,
+        env_id=run.env_id,
+        num_envs=run.envs_per_worker,
+        algo=run.algo,
+        algo_config=cfg,
+        seed=s.worker_seed,
+        env_kwargs=run.env_kwargs,
+    )
+    c = s.counters
+    weights = ray.put(learner.get_weights())  # one object in the store, shared by all workers
+    with Reporter(c, run.total_steps, f"{run.algo} {run.env_id}", quiet=s.quiet) as rep:
+        while c.env_steps < run.total_steps and not s.should_stop(rep):
+            progress = c.env_steps / run.total_steps
+            # 1. collect a fresh batch from every live worker
+            rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)
+            batch = concat_rollouts(rollouts)
+            c.env_steps += batch.num_steps
+            rep.episodes(batch.episode_returns, policy_lag=c.version - batch.policy_version)
+            # 2. update
+            learner.set_progress(progress)
+            metrics = learner.update(batch)
+            c.grad_updates += metrics.pop("grad_updates")
+            c.samples_trained += metrics.pop("samples_trained")
+            # 3. broadcast the new weights
+            c.version += 1
+            weights = ray.put(learner.get_weights())
+            # 4. the batch is thrown away when it goes out of scope
+            del batch, rollouts
+            c.iterations += 1
+            s.log(rep.row(len(group.alive), {**metrics, "worker_restarts": group.restarts}))
+            if c.iterations % run.checkpoint_every == 0:
+                s.checkpoint()
+    group.shutdown()

@@ -1,0 +1,108 @@
+"""Turning counters into metrics rows, and showing progress on the console."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cluster.rundir import Counters
+from core.metrics import MetricsRow
+
+RETURN_WINDOW = 20
+
+
+class Reporter:
+    """Builds one MetricsRow per interval from the run counters, and drives the progress bar."""
+
+    def __init__(self, counters: Counters, total_steps: int, title: str, quiet: bool = False):
+        self.c = counters
+        self.total = total_steps
+        self._t0 = time.perf_counter() - counters.wall_time_s
+        self._last_t = time.perf_counter()
+        self._last_steps = counters.env_steps
+        self._last_updates = counters.grad_updates
+        self._returns: list[float] = []
+        self._lags: list[float] = []
+        self.console = Console(stderr=True)
+        self._tty = self.console.is_terminal and not quiet
+        self._quiet = quiet
+        self._last_print = 0.0
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("return {task.fields[ret]}"),
+            TextColumn("{task.fields[sps]} steps/s"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self._tty,
+        )
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=counters.env_steps, ret="-", sps="-"
+        )
+
+    def __enter__(self) -> Reporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def episodes(self, returns: np.ndarray, policy_lag: float | None = None) -> None:
+        self._returns.extend(float(r) for r in returns)
+        self.c.episodes += len(returns)
+        self.c.recent_returns = (self.c.recent_returns + [float(r) for r in returns])[-RETURN_WINDOW:]
+        if policy_lag is not None:
+            self._lags.append(policy_lag)
+
+    @property
+    def recent_mean(self) -> float | None:
+        return float(np.mean(self.c.recent_returns)) if self.c.recent_returns else None
+
+    def row(self, workers: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """The metrics row for the interval since the last call; resets the interval."""
+        now = time.perf_counter()
+        dt = max(now - self._last_t, 1e-9)
+        self.c.wall_time_s = now - self._t0
+        sps = (self.c.env_steps - self._last_steps) / dt
+        ups = (self.c.grad_updates - self._last_updates) / dt
+        row = MetricsRow(
+            env_steps=self.c.env_steps,
+            episodes=self.c.episodes,
+            wall_time_s=round(self.c.wall_time_s, 3),
+            episode_return_mean=float(np.mean(self._returns)) if self._returns else None,
+            episode_returns=[round(r, 4) for r in self._returns],
+            grad_updates=self.c.grad_updates,
+            samples_trained=self.c.samples_trained,
+            replay_ratio=self.c.samples_trained / max(self.c.env_steps, 1),
+            env_steps_per_s=round(sps, 2),
+            updates_per_s=round(ups, 2),
+            workers=workers,
+            policy_lag=float(np.mean(self._lags)) if self._lags else 0.0,
+            extra={"return_mean_window": self.recent_mean, **extra},
+        ).to_json()
+        self._last_t, self._last_steps, self._last_updates = now, self.c.env_steps, self.c.grad_updates
+        self._returns, self._lags = [], []
+        self._show(sps)
+        return row
+
+    def _show(self, sps: float) -> None:
+        ret = self.recent_mean
+        ret_s = "-" if ret is None else f"{ret:.1f}"
+        self.progress.update(
+            self.task, completed=min(self.c.env_steps, self.total), ret=ret_s, sps=f"{sps:,.0f}"
+        )
+        now = time.time()
+        if not self._tty and not self._quiet and now - self._last_print > 5:
+            # No terminal (CI, nohup): a plain line every few seconds instead of a live bar.
+            print(
+                f"steps {self.c.env_steps:,}/{self.total:,}  return {ret_s}  {sps:,.0f} steps/s",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._last_print = now

@@ -1,0 +1,71 @@
+"""What pg and ppo share: turning a time-major Rollout into flat training tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.actor_critic import ActorCritic
+from core.types import Rollout
+
+
+@dataclass
+class FlatBatch:
+    """A rollout flattened to [B = T*N] tensors, with advantages and return targets attached."""
+
+    x: torch.Tensor
+    """Encoded observations [B, D]."""
+    actions: torch.Tensor
+    """[B] (Discrete) or [B, A] (Box)."""
+    logp_old: torch.Tensor
+    """log π_old(a|s) recorded by the worker [B]."""
+    advantages: torch.Tensor
+    """Â_t [B], not yet normalized."""
+    returns: torch.Tensor
+    """Value-function targets [B]."""
+    values_old: torch.Tensor
+    """V_old(s_t) [B]."""
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@torch.no_grad()
+def critic_values(model: ActorCritic, rollout: Rollout) -> tuple[np.ndarray, np.ndarray]:
+    """V(s_t) and V(s_{t+1}) as [T, N] numpy arrays, from one batched forward pass."""
+    T, N = rollout.rewards.shape
+    both = np.concatenate([rollout.obs, rollout.next_obs], axis=0)
+    flat = both.reshape(2 * T * N, *both.shape[2:])
+    v = model.value(model.obs_tensor(flat)).numpy().reshape(2, T, N)
+    return v[0], v[1]
+
+
+def flatten(
+    model: ActorCritic, rollout: Rollout, advantages: np.ndarray, returns: np.ndarray, values: np.ndarray
+) -> FlatBatch:
+    T, N = rollout.rewards.shape
+    obs = rollout.obs.reshape(T * N, *rollout.obs.shape[2:])
+    acts = rollout.actions.reshape(T * N, *rollout.actions.shape[2:])
+    return FlatBatch(
+        x=model.obs_tensor(obs),
+        actions=torch.as_tensor(acts),
+        logp_old=torch.as_tensor(rollout.extras["logp"].reshape(-1)),
+        advantages=torch.as_tensor(advantages.reshape(-1)),
+        returns=torch.as_tensor(returns.reshape(-1)),
+        values_old=torch.as_tensor(values.reshape(-1).astype(np.float32)),
+    )
+
+
+def normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(Â - mean) / std: a per-batch baseline and scale (unbiased up to the scale)."""
+    if adv.numel() < 2:
+        return adv
+    return (adv - adv.mean()) / (adv.std() + eps)
+
+
+def linear_schedule(start: float, progress: float, end: float = 0.0) -> float:
+    """start at progress 0, end at progress 1, linear in between (clamped)."""
+    p = min(max(progress, 0.0), 1.0)
+    return start + (end - start) * p
