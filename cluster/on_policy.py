@@ -5,7 +5,6 @@ from __future__ import annotations
 import ray
 
 from cluster.group import WorkerGroup
-from cluster.reporting import Reporter
 from cluster.session import Session
 from core.types import concat_rollouts
 
@@ -26,7 +25,7 @@ def train_on_policy(s: Session) -> None:
     )
     c = s.counters
     weights = ray.put(learner.get_weights())  # one object in the store, shared by all workers
-    with Reporter(c, run.total_steps, f"{run.algo} {run.env_id}", quiet=s.quiet) as rep:
+    with s.reporter() as rep:
         while c.env_steps < run.total_steps and not s.should_stop(rep):
             progress = c.env_steps / run.total_steps
             # 1. collect a fresh batch from every live worker

@@ -19,10 +19,18 @@ RETURN_WINDOW = 20
 class Reporter:
     """Builds one MetricsRow per interval from the run counters, and drives the progress bar."""
 
-    def __init__(self, counters: Counters, total_steps: int, title: str, quiet: bool = False):
+    def __init__(
+        self,
+        counters: Counters,
+        total_steps: int,
+        title: str,
+        quiet: bool = False,
+        t_start: float | None = None,
+    ):
         self.c = counters
         self.total = total_steps
-        self._t0 = time.perf_counter() - counters.wall_time_s
+        # Wall time counts from process start-up (Ray init, worker spawn), not from the first batch.
+        self._t0 = (t_start or time.perf_counter()) - counters.wall_time_s
         self._last_t = time.perf_counter()
         self._last_steps = counters.env_steps
         self._last_updates = counters.grad_updates

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class Session:
     rundir: RunDir
     counters: Counters
     quiet: bool = False
+    t_start: float = 0.0
+    """perf_counter() when train() began: wall time includes start-up."""
     resumed_from: Path | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -77,6 +80,10 @@ class Session:
 
     def checkpoint(self) -> Path:
         return self.rundir.save_checkpoint(self.learner.state_dict(), self.counters)
+
+    def reporter(self) -> Reporter:
+        run = self.run_cfg
+        return Reporter(self.counters, run.total_steps, f"{run.algo} {run.env_id}", self.quiet, self.t_start)
 
     def should_stop(self, rep: Reporter) -> bool:
         target = self.run_cfg.stop_return
@@ -136,8 +143,10 @@ def train(
     """Run a whole training job; returns the run directory. Joins or starts Ray."""
     from cluster.group import init_ray
 
+    t_start = time.perf_counter()
     init_ray(run.address, run.num_cpus)
     s = open_session(run, algo_cfg, spec, resume_dir, quiet)
+    s.t_start = t_start
     s.rundir.attach_telemetry()
     if s.resumed_from:
         log.warning(

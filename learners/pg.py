@@ -111,8 +111,8 @@ class PGLearner:
                 self.vf_opt.step()
         self.updates += grad_steps
         return {
-            "loss/policy": float(loss),
-            "loss/value": float(v_loss),
+            "loss/policy": loss.item(),
+            "loss/value": v_loss.item(),
             "stats/entropy": float(ent.mean()),
             "stats/entropy_coef": ent_coef,
             "stats/grad_norm": float(grad_norm),

@@ -135,9 +135,9 @@ class PPOLearner:
                     approx_kl = float(((log_ratio.exp() - 1) - log_ratio).mean())  # Schulman's k3
                     clipfrac = float(((log_ratio.exp() - 1).abs() > eps).float().mean())
                 stats = {
-                    "loss/policy": float(pi_loss),
-                    "loss/value": float(v_loss),
-                    "stats/entropy": float(ent),
+                    "loss/policy": pi_loss.item(),
+                    "loss/value": v_loss.item(),
+                    "stats/entropy": ent.item(),
                     "stats/approx_kl": approx_kl,
                     "stats/clip_frac": clipfrac,
                 }

@@ -13,6 +13,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from core.errors import TandemError
+
 ALGORITHMS: dict[str, str] = {
     "pg": "learners.pg",
     "ppo": "learners.ppo",
@@ -50,7 +52,7 @@ class AlgoSpec:
     ``Rollout.to_batch()``."""
 
 
-class UnknownAlgorithm(ValueError):
+class UnknownAlgorithm(TandemError):
     pass
 
 

@@ -1,0 +1,43 @@
+"""Config resolution and the one-line errors for bad input (no Ray needed)."""
+
+import pytest
+
+from cluster.config import parse_set
+from cluster.session import resolve_config
+from core.errors import TandemError
+
+
+def test_defaults_preset_and_overrides_in_order():
+    run, cfg, spec = resolve_config("ppo", "Pendulum-v1", {"lr": 1e-3, "workers": 3})
+    assert spec.name == "ppo" and run.workers == 3
+    assert cfg.lr == 1e-3  # --set beats the continuous preset
+    assert cfg.fragment_length == 256  # from the preset for Box actions
+
+
+def test_set_values_are_parsed_and_typed():
+    run, cfg, _ = resolve_config(
+        "pg", "CartPole-v1", parse_set(["hidden=[32,32]", "baseline=false", "gamma=0.9"])
+    )
+    assert cfg.hidden == (32, 32) and cfg.baseline is False and cfg.gamma == 0.9
+
+
+@pytest.mark.parametrize(
+    "algo, env, overrides, match",
+    [
+        ("ppo", "CartPol-v1", {}, "unknown env id 'CartPol-v1': did you mean CartPole-v1"),
+        ("nope", "CartPole-v1", {}, "unknown algorithm 'nope'"),
+        ("ppo", "CartPole-v1", {"learning_rate": 1}, "unknown --set key 'learning_rate'"),
+        ("ppo", "CartPole-v1", {"epochs": "many"}, "expected int"),
+        ("pg", "CartPole-v1", {"return_type": "x"}, "choose one of"),
+        ("ppo", "CartPole-v1", {"workers": 0}, "at least 1"),
+    ],
+)
+def test_bad_input_gets_one_line_errors(algo, env, overrides, match):
+    with pytest.raises((TandemError, ValueError), match=match) as e:
+        resolve_config(algo, env, overrides)
+    assert "\n" not in str(e.value)
+
+
+def test_set_needs_key_value():
+    with pytest.raises(TandemError, match="expected key=value"):
+        parse_set(["lr"])
