@@ -1,0 +1,84 @@
+"""Two rollout workers on a real local Ray, one killed mid-run while training continues."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from cluster.group import WorkerGroup, init_ray
+from core.types import concat_rollouts
+from learners.ppo import PPOConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    init_ray(None, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def test_init_ray_rejects_an_unreachable_address():
+    from core.errors import TandemError
+
+    with pytest.raises(TandemError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        init_ray("127.0.0.1:1")
+
+
+def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
+    group = WorkerGroup(
+        2, env_id="CartPole-v1", num_envs=2, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=0
+    )
+    weights = ray.put({k: v for k, v in _policy_weights().items()})
+    first = group.call_all("sample", 8, weights, 1)
+    assert len(first) == 2 and concat_rollouts(first).obs.shape == (8, 4, 4)
+    assert {r.worker_index for r in first} == {0, 1}
+
+    # Kill worker 1's process the way a crash or an OOM kill would.
+    pid = ray.get(group.actors[1].__ray_call__.remote(lambda self: os.getpid()))
+    os.kill(pid, signal.SIGKILL)
+
+    collected = 0
+    saw_partial = False
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        rollouts = group.call_all("sample", 8, weights, 1)
+        assert rollouts, "the driver must keep collecting from the surviving worker"
+        collected += sum(r.num_steps for r in rollouts)
+        saw_partial |= len(rollouts) == 1
+        if saw_partial and len(group.alive) == 2 and len(rollouts) == 2:
+            break
+    assert saw_partial, "the killed worker should have been skipped while it restarted"
+    assert len(group.alive) == 2, "Ray should have restarted the killed worker"
+    assert group.restarts == 1
+    assert collected > 0
+    group.shutdown()
+
+
+def _policy_weights():
+    import gymnasium as gym
+
+    from agents.actor_critic import ActorCritic
+
+    env = gym.make("CartPole-v1")
+    return ActorCritic(env.observation_space, env.action_space, (8,)).get_weights()
+
+
+def test_weights_are_one_object_shared_by_all_workers(local_ray):
+    group = WorkerGroup(
+        2, env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=1
+    )
+    w = _policy_weights()
+    w = {k: np.full_like(v, 0.01) for k, v in w.items()}
+    ref = ray.put(w)
+    rollouts = group.call_all("sample", 2, ref, 5)
+    assert all(r.policy_version == 5 for r in rollouts)
+    got = ray.get([a.__ray_call__.remote(lambda self: self.policy.get_weights()) for a in group.actors])
+    for g in got:
+        for k in w:
+            np.testing.assert_array_equal(g[k], w[k])
+    group.shutdown()
