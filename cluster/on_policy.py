@@ -30,9 +30,9 @@ def train_on_policy(s: Session) -> None:
             progress = c.env_steps / run.total_steps
             # 1. collect a fresh batch from every live worker
             rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)
+            for r in rollouts:
+                rep.collected(r.worker_index, r.num_steps, r.episode_returns, c.version - r.policy_version)
             batch = concat_rollouts(rollouts)
-            c.env_steps += batch.num_steps
-            rep.episodes(batch.episode_returns, policy_lag=c.version - batch.policy_version)
             # 2. update
             learner.set_progress(progress)
             metrics = learner.update(batch)

@@ -36,6 +36,7 @@ class Reporter:
         self._last_updates = counters.grad_updates
         self._returns: list[float] = []
         self._lags: list[float] = []
+        self._worker_steps: dict[int, int] = {}
         self.console = Console(stderr=True)
         self._tty = self.console.is_terminal and not quiet
         self._quiet = quiet
@@ -61,12 +62,14 @@ class Reporter:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
-    def episodes(self, returns: np.ndarray, policy_lag: float | None = None) -> None:
+    def collected(self, worker_index: int, env_steps: int, returns: np.ndarray, policy_lag: float) -> None:
+        """Account one fragment from one worker: its steps, finished episodes and policy lag."""
+        self.c.env_steps += env_steps
+        self._worker_steps[worker_index] = self._worker_steps.get(worker_index, 0) + env_steps
         self._returns.extend(float(r) for r in returns)
         self.c.episodes += len(returns)
         self.c.recent_returns = (self.c.recent_returns + [float(r) for r in returns])[-RETURN_WINDOW:]
-        if policy_lag is not None:
-            self._lags.append(policy_lag)
+        self._lags.append(policy_lag)
 
     @property
     def recent_mean(self) -> float | None:
@@ -92,10 +95,17 @@ class Reporter:
             updates_per_s=round(ups, 2),
             workers=workers,
             policy_lag=float(np.mean(self._lags)) if self._lags else 0.0,
-            extra={"return_mean_window": self.recent_mean, **extra},
+            extra={
+                "return_mean_window": self.recent_mean,
+                "worker_env_steps_per_s": [
+                    round(self._worker_steps.get(i, 0) / dt, 2)
+                    for i in range(max(self._worker_steps, default=-1) + 1)
+                ],
+                **extra,
+            },
         ).to_json()
         self._last_t, self._last_steps, self._last_updates = now, self.c.env_steps, self.c.grad_updates
-        self._returns, self._lags = [], []
+        self._returns, self._lags, self._worker_steps = [], [], {}
         self._show(sps)
         return row
 

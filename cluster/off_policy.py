@@ -1,0 +1,166 @@
+"""The asynchronous off-policy driver: workers write to the replay without waiting, the learner
+samples from it as fast as the rate limiter allows, and new weights flow back every K updates."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from cluster.group import WorkerGroup
+from cluster.session import Session
+
+log = logging.getLogger("tandem")
+
+
+def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
+    """The learner's replay, the spec workers use to write to it (None: send batches to the
+    driver), and the managed Redis server if Tandem started one."""
+    from replay import make_replay
+
+    run, cfg = s.run_cfg, s.algo_cfg
+    name = run.replay_name or Path(run.run_dir).name
+    run.replay_name = name
+    opts = dict(
+        capacity=cfg.replay_capacity,
+        prioritized=getattr(cfg, "prioritized", False),
+        alpha=getattr(cfg, "priority_alpha", 0.6),
+        beta=getattr(cfg, "priority_beta", 0.4),
+        seed=run.seed,
+    )
+    if run.replay == "memory":
+        if s.resumed_from is not None:
+            log.warning(
+                "--replay memory: the replay buffer is not kept across runs, resuming with an empty one"
+            )
+        return make_replay("memory", name=name, **opts), None, None
+    server = None
+    url = run.replay
+    if url is None:
+        from replay.server import ManagedRedis
+
+        # Kept inside the run directory with AOF on, so that --resume finds the same buffer.
+        server = ManagedRedis(data_dir=Path(run.run_dir) / "redis", appendonly=True)
+        server.start()
+        url = server.url
+    buffer = make_replay(url, name=name, **opts)
+    return buffer, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server
+
+
+def train_off_policy(s: Session) -> None:
+    run, cfg, c, learner = s.run_cfg, s.algo_cfg, s.counters, s.learner
+    from replay import RateLimiter
+
+    buffer, writer_spec, server = open_replay(s)
+    limiter = RateLimiter(min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert)
+    limiter.restore(inserted=c.env_steps, sampled=c.samples_trained)
+    group = WorkerGroup(
+        run.workers,
+        env_id=run.env_id,
+        num_envs=run.envs_per_worker,
+        algo=run.algo,
+        algo_config=cfg,
+        seed=s.worker_seed,
+        env_kwargs=run.env_kwargs,
+        replay=writer_spec,
+    )
+    steps_per_call = cfg.fragment_length
+    weights = ray.put(learner.get_weights())
+    inflight: dict[ray.ObjectRef, int] = {}
+    idle: set[int] = set(group.alive)
+    last_report = time.monotonic()
+    metrics: dict[str, float] = {}
+    bs = cfg.batch_size
+    try:
+        with s.reporter() as rep:
+            while c.env_steps < run.total_steps and not s.should_stop(rep):
+                # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
+                for i in sorted(idle | (set(group.alive) - set(inflight.values()) - idle)):
+                    if not limiter.can_insert(steps_per_call * run.envs_per_worker):
+                        idle.add(i)
+                        continue
+                    idle.discard(i)
+                    ref = group.call(
+                        i, "collect", steps_per_call, weights, c.version, c.env_steps / run.total_steps
+                    )
+                    inflight[ref] = i
+                # 2. take in finished fragments; block only when the learner may not sample
+                starved = not limiter.can_sample(bs) or len(buffer) < cfg.min_size
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0 if starved else 0)
+                for ref in ready:
+                    i = inflight.pop(ref)
+                    idle.add(i)
+                    try:
+                        res = ray.get(ref)
+                    except RayActorError as e:
+                        group.park(i, e)
+                        idle.discard(i)
+                        continue
+                    if res["batch"] is not None:
+                        buffer.add(res["batch"])
+                    limiter.record_insert(res["env_steps"])
+                    rep.collected(
+                        i, res["env_steps"], res["episode_returns"], c.version - res["policy_version"]
+                    )
+                # 3. learn as far as the rate limiter allows, then go back to the workers
+                t_learn = time.monotonic()
+                while (
+                    limiter.can_sample(bs)
+                    and len(buffer) >= cfg.min_size
+                    and time.monotonic() - t_learn < 0.5
+                ):
+                    if hasattr(learner, "set_progress"):
+                        learner.set_progress(c.env_steps / run.total_steps)
+                    batch = buffer.sample(bs)
+                    metrics = learner.update(batch)
+                    if getattr(buffer, "prioritized", False) and learner.last_priorities is not None:
+                        buffer.update_priorities(batch.indices, learner.last_priorities)
+                    limiter.record_sample(bs)
+                    c.grad_updates += 1
+                    c.samples_trained += bs
+                    if c.grad_updates % cfg.weights_publish_interval == 0:
+                        c.version += 1
+                        weights = ray.put(learner.get_weights())
+                # 4. report
+                if time.monotonic() - last_report >= run.report_interval_s:
+                    last_report = time.monotonic()
+                    c.iterations += 1
+                    stats = buffer.stats()
+                    s.log(
+                        rep.row(
+                            len(group.alive),
+                            {
+                                **metrics,
+                                **stats,
+                                "replay_size": len(buffer),
+                                "worker_restarts": group.restarts,
+                            },
+                        )
+                    )
+                    if c.iterations % run.checkpoint_every == 0:
+                        s.checkpoint()
+            c.iterations += 1
+            s.log(
+                rep.row(
+                    len(group.alive),
+                    {
+                        **metrics,
+                        **buffer.stats(),
+                        "replay_size": len(buffer),
+                        "worker_restarts": group.restarts,
+                    },
+                )
+            )
+    finally:
+        for ref in inflight:
+            ray.cancel(ref, force=False)
+        group.shutdown()
+        close = getattr(buffer, "close", None)
+        if close:
+            close()
+        if server is not None:
+            server.stop()
