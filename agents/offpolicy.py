@@ -1,0 +1,102 @@
+"""Pieces every replay-fed learner shares: batch -> tensors, weighted losses, Polyak targets, seeding.
+
+DQN, SAC and TD3 all read a :class:`core.types.Batch` sampled from replay, weight each
+row's loss by the prioritized-replay importance weight when there is one, and keep
+slowly-moving target networks. Those three steps live here once.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.torch_utils import obs_to_tensor
+from core.types import Batch
+
+
+class TensorBatch(NamedTuple):
+    """A replay batch as float/long tensors (B rows).
+
+    | field      | shape    | dtype                          | meaning                              |
+    |------------|----------|--------------------------------|--------------------------------------|
+    | obs        | [B, D]   | float32                        | s (Discrete obs one-hot encoded)     |
+    | actions    | [B]/[B,A]| int64 (Discrete) / float32 (Box)| a, as stored (env units)            |
+    | rewards    | [B]      | float32                        | r, or the n-step return G            |
+    | next_obs   | [B, D]   | float32                        | bootstrap state s'                   |
+    | terminated | [B]      | float32                        | 1.0: no bootstrap                    |
+    | discount   | [B]      | float32                        | γ^m for the bootstrap (γ if 1-step)  |
+    | weights    | [B]      | float32                        | importance weights (ones if uniform) |
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+    discount: torch.Tensor
+    weights: torch.Tensor
+
+
+def batch_to_tensors(batch: Batch, obs_space: gym.Space, act_space: gym.Space, gamma: float) -> TensorBatch:
+    """Convert a replay :class:`Batch` (dtypes as the env produced them) to tensors.
+
+    ``batch.truncated`` is not used: a time limit bootstraps like any other step
+    (Pardo et al. 2018). ``extras["discount"]`` (n-step folding) overrides ``gamma`` per row.
+    """
+    n = len(batch)
+    if isinstance(act_space, gym.spaces.Discrete):
+        actions = torch.as_tensor(np.asarray(batch.actions)).long().reshape(n)
+    else:
+        actions = torch.as_tensor(np.asarray(batch.actions, dtype=np.float32)).reshape(n, -1)
+    if "discount" in batch.extras:
+        discount = torch.as_tensor(np.asarray(batch.extras["discount"], dtype=np.float32)).reshape(n)
+    else:
+        discount = torch.full((n,), float(gamma))
+    weights = (
+        torch.ones(n)
+        if batch.weights is None
+        else torch.as_tensor(np.asarray(batch.weights, dtype=np.float32)).reshape(n)
+    )
+    return TensorBatch(
+        obs=obs_to_tensor(np.asarray(batch.obs), obs_space),
+        actions=actions,
+        rewards=torch.as_tensor(np.asarray(batch.rewards, dtype=np.float32)).reshape(n),
+        next_obs=obs_to_tensor(np.asarray(batch.next_obs), obs_space),
+        terminated=torch.as_tensor(np.asarray(batch.terminated, dtype=np.float32)).reshape(n),
+        discount=discount,
+        weights=weights,
+    )
+
+
+def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Importance-weighted loss  L = (1/B) Σ_i w_i ℓ_i  (w = 1 for uniform replay; Schaul et al. 2016)."""
+    return (weights * per_sample).mean()
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Target network tracking:  θ' ← τ θ + (1 - τ) θ'.  τ = 1 is the hard copy of DQN.
+
+    Buffers (e.g. normalisation statistics) are copied as they are.
+    """
+    t_params, o_params = list(target.parameters()), list(online.parameters())
+    if tau >= 1.0:
+        for t, o in zip(t_params, o_params, strict=True):
+            t.copy_(o)
+    else:
+        torch._foreach_lerp_(t_params, o_params, tau)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        t.copy_(o)
+
+
+def policy_rng(worker_index: int) -> np.random.Generator:
+    """A numpy generator for a worker's exploration, derived from torch's global seed.
+
+    Workers call ``torch.manual_seed(run_seed + i)`` before ``make_policy``, so exploration
+    is reproducible and differs between workers.
+    """
+    return np.random.default_rng([int(torch.initial_seed()) % (2**63), int(worker_index)])
