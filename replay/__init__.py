@@ -1,0 +1,48 @@
+"""Replay buffers: an in-memory numpy ring and a Redis ring shared by many writers.
+
+Both implement ``core.protocols.ReplayBuffer`` with the same behaviour::
+
+    replay = make_replay(args.replay, "sac-run", capacity=1_000_000, prioritized=True)
+    limiter = RateLimiter(min_size=10_000, samples_per_insert=256)
+    # workers:   replay.add(rollout.to_batch())
+    # learner:
+    while limiter.wait_for_sample(256, timeout=1.0, poll=lambda: replay.inserted):
+        batch = replay.sample(256)                   # indices + importance weights set
+        metrics = learner.update(batch)
+        replay.update_priorities(batch.indices, td_abs)
+        limiter.record_sample(256)
+    replay.stats()  # replay/size, replay/uses_mean_live, replay/uses_hist_evicted, ...
+
+Storage x sampler: ``LocalRing`` holds numpy arrays and a uniform or proportional
+(``SumTree``) sampler; ``InMemoryReplay`` appends to it, ``RedisReplay`` mirrors Redis into
+it. numpy and redis only: no torch, no ray.
+"""
+
+from replay.errors import CorruptReplayError, ReplayError, SchemaMismatchError
+from replay.factory import make_replay
+from replay.limiter import RateLimiter
+from replay.memory import InMemoryReplay
+from replay.redis_replay import RedisReplay
+from replay.ring import LocalRing, PrioritizedSampler, UniformSampler
+from replay.schema import FORMAT_VERSION, FieldSpec, Schema
+from replay.server import ManagedRedis, local_redis
+from replay.sumtree import SumTree
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CorruptReplayError",
+    "FieldSpec",
+    "InMemoryReplay",
+    "LocalRing",
+    "ManagedRedis",
+    "PrioritizedSampler",
+    "RateLimiter",
+    "RedisReplay",
+    "ReplayError",
+    "Schema",
+    "SchemaMismatchError",
+    "SumTree",
+    "UniformSampler",
+    "local_redis",
+    "make_replay",
+]

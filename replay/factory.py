@@ -1,0 +1,67 @@
+"""``make_replay``: one call that turns the ``--replay`` option into a buffer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.types import Batch
+from replay.errors import ReplayError
+from replay.memory import InMemoryReplay
+from replay.redis_replay import RedisReplay
+from replay.schema import Schema
+from replay.server import local_redis
+
+
+def make_replay(
+    url_or_memory: str | None,
+    name: str = "default",
+    capacity: int | None = 1_000_000,
+    *,
+    schema: Schema | None = None,
+    example: Batch | None = None,
+    prioritized: bool = False,
+    alpha: float = 0.6,
+    beta: float = 0.4,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> InMemoryReplay | RedisReplay:
+    """Build the replay buffer that ``--replay`` names.
+
+    * ``"memory"``: an ``InMemoryReplay`` in this process.
+    * ``None`` or ``""``: a ``RedisReplay`` on a private redis-server that this process starts
+      on a free loopback port and stops at exit (``replay.server.local_redis``).
+    * ``redis://[:password@]host:port[/db]`` or ``rediss://...``: a ``RedisReplay`` there.
+
+    ``kwargs`` go to ``RedisReplay`` (``prefetch``, ``writer_id``, ``redis_kwargs``, ...).
+    """
+    if url_or_memory == "memory":
+        if capacity is None:
+            raise ReplayError("an in-memory replay needs a capacity")
+        return InMemoryReplay(
+            capacity,
+            schema=schema,
+            example=example,
+            prioritized=prioritized,
+            alpha=alpha,
+            beta=beta,
+            seed=seed,
+            **{k: v for k, v in kwargs.items() if k == "uses_bins"},
+        )
+    url = url_or_memory or local_redis().url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ReplayError(
+            f"--replay {url_or_memory!r} is not understood: pass 'memory', a redis:// or rediss:// URL, "
+            "or nothing for a private local Redis"
+        )
+    return RedisReplay(
+        url,
+        name,
+        capacity,
+        schema=schema,
+        example=example,
+        prioritized=prioritized,
+        alpha=alpha,
+        beta=beta,
+        seed=seed,
+        **kwargs,
+    )

@@ -1,0 +1,265 @@
+"""``ManagedRedis``: a private redis-server on a free loopback port, stopped at exit.
+
+When the user gives no replay URL, Tandem starts one of these, the way Ray starts its own
+GCS: ``redis-server`` with a generated config in a temp dir, bound to 127.0.0.1 only, no RDB
+snapshots, optional AOF persistence and password. Tests use it too (``tests/conftest.py``).
+
+>>> with ManagedRedis(aof=True) as server:        # doctest: +SKIP
+...     replay = RedisReplay(server.url, "demo", capacity=10_000)
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from replay.errors import ReplayError
+
+INSTALL_HINT = (
+    "install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis; "
+    "conda: conda install -c conda-forge redis-server) or pass --replay memory"
+)
+
+
+def find_redis_server(executable: str | None = None) -> str:
+    """Path of ``redis-server`` (``executable``, ``$TANDEM_REDIS_SERVER`` or ``PATH``)."""
+    exe = executable or os.environ.get("TANDEM_REDIS_SERVER") or shutil.which("redis-server")
+    if not exe or not (Path(exe).is_file() or shutil.which(exe)):
+        raise ReplayError(f"redis-server is not installed (needed for a local replay buffer): {INSTALL_HINT}")
+    return exe
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM redis-server if the process that started it dies without cleaning up."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class ManagedRedis:
+    """A redis-server child process on ``127.0.0.1:<free port>`` with its files in a temp dir.
+
+    Args:
+        port: fixed port (default: a free one, chosen again if it is taken at start).
+        aof: append-only-file persistence: the data survives ``restart()``.
+        appendfsync: AOF fsync policy (``everysec`` survives a killed process; ``always``
+            also survives a machine crash, at a cost per write).
+        password: ``requirepass``; the ``url`` carries it.
+        maxmemory: e.g. ``"2gb"``; with ``noeviction``, writes past it fail with OOM.
+        dir: where the config, log and AOF live (default: a new temp dir, removed at stop).
+        executable: path of redis-server (default: ``$TANDEM_REDIS_SERVER`` or ``PATH``).
+        config: extra ``redis.conf`` directives.
+        start: start now (default) or wait for ``start()``.
+
+    The server is stopped by ``stop()``, by ``with``, at interpreter exit (atexit), and on
+    Linux also when the starting process dies (``PR_SET_PDEATHSIG``).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        aof: bool = False,
+        appendfsync: str = "everysec",
+        password: str | None = None,
+        maxmemory: str | int | None = None,
+        dir: str | os.PathLike | None = None,
+        executable: str | None = None,
+        config: Mapping[str, str] | None = None,
+        startup_timeout_s: float = 10.0,
+        start: bool = True,
+    ):
+        self.executable = find_redis_server(executable)
+        self._fixed_port = port
+        self.port = port or 0
+        self.aof, self.appendfsync, self.password, self.maxmemory = aof, appendfsync, password, maxmemory
+        self._own_dir = dir is None
+        self.dir = Path(dir) if dir is not None else Path(tempfile.mkdtemp(prefix="tandem-redis-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = dict(config or {})
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._atexit = False
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def url(self) -> str:
+        """``redis://[:password@]127.0.0.1:port/0``."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "redis.log"
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _write_config(self) -> Path:
+        conf = {
+            "bind": "127.0.0.1",
+            "port": str(self.port),
+            "dir": str(self.dir),
+            "daemonize": "no",
+            "protected-mode": "yes",
+            "save": '""',
+            "logfile": "redis.log",
+            "appendonly": "yes" if self.aof else "no",
+            "appendfsync": self.appendfsync,
+            "maxmemory-policy": "noeviction",
+        }
+        if self.password:
+            conf["requirepass"] = self.password
+        if self.maxmemory is not None:
+            conf["maxmemory"] = str(self.maxmemory)
+        conf.update(self.config)
+        path = self.dir / "redis.conf"
+        path.write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
+        return path
+
+    def start(self) -> ManagedRedis:
+        """Start redis-server and wait until it answers PING (AOF loaded)."""
+        with self._lock:
+            if self.running:
+                return self
+            for attempt in range(5):
+                if not self._fixed_port and (attempt or not self.port):
+                    self.port = free_port()
+                if self._spawn():
+                    break
+                if self._fixed_port or "Address already in use" not in self.log_tail(20):
+                    raise ReplayError(
+                        f"redis-server failed to start on 127.0.0.1:{self.port} "
+                        f"({self.log_tail(1).strip() or 'no log'}): see {self.log_path}"
+                    )
+            else:
+                raise ReplayError("redis-server found no free port after 5 tries: see " + str(self.log_path))
+            if not self._atexit:
+                atexit.register(self.stop)
+                self._atexit = True
+            return self
+
+    def _spawn(self) -> bool:
+        conf = self._write_config()
+        kw = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
+        self._proc = subprocess.Popen(
+            [self.executable, str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **kw,
+        )
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2)
+        deadline = time.monotonic() + self.startup_timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    self._proc = None
+                    return False
+                try:
+                    if client.ping():
+                        return True
+                except (redis.ConnectionError, redis.TimeoutError):  # incl. LOADING
+                    pass
+                time.sleep(0.01)
+        finally:
+            client.close()
+        self._terminate(kill=True)
+        raise ReplayError(
+            f"redis-server did not answer within {self.startup_timeout_s:.0f} s: see {self.log_path}"
+        )
+
+    def _terminate(self, kill: bool) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def stop(self, kill: bool = False, *, keep_dir: bool = False) -> None:
+        """Stop the server (SIGTERM: a clean shutdown that flushes the AOF; ``kill``: SIGKILL,
+        like a crash) and remove the temp dir unless ``keep_dir``."""
+        with self._lock:
+            self._terminate(kill)
+            if self._atexit:
+                atexit.unregister(self.stop)
+                self._atexit = False
+            if self._own_dir and not keep_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def restart(self, kill: bool = False, down_s: float = 0.0) -> ManagedRedis:
+        """Stop (``kill``: SIGKILL) and start again on the same port and dir, after ``down_s``."""
+        with self._lock:
+            self._terminate(kill)
+        time.sleep(down_s)
+        fixed, self._fixed_port = self._fixed_port, self.port
+        try:
+            return self.start()
+        finally:
+            self._fixed_port = fixed
+
+    def __enter__(self) -> ManagedRedis:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"ManagedRedis(127.0.0.1:{self.port}, {state}, aof={self.aof}, dir={self.dir})"
+
+
+_shared: ManagedRedis | None = None
+_shared_lock = threading.Lock()
+
+
+def local_redis(**kwargs) -> ManagedRedis:
+    """The process-wide private redis-server (started on first use, stopped at exit)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = ManagedRedis(**kwargs)
+        return _shared
