@@ -46,11 +46,13 @@ def plotly_js_path() -> Path:
     return path
 
 
-def print_issues(issues: Sequence[Issue], stream: TextIO | None = None) -> None:
+def print_issues(
+    issues: Sequence[Issue], stream: TextIO | None = None, prog: str = "tandem dashboard"
+) -> None:
     """One console line per issue, e.g. ``tandem dashboard: error: runs/x/metrics.jsonl line 4: ...``."""
     stream = stream or sys.stderr
     for issue in issues:
-        print(f"tandem dashboard: {issue.level}: {issue.message}", file=stream, flush=True)
+        print(f"{prog}: {issue.level}: {issue.message}", file=stream, flush=True)
 
 
 class DashboardHandler(BaseHTTPRequestHandler):

@@ -12,7 +12,8 @@
 (function () {
   "use strict";
 
-  const STATIC = window.TANDEM_DATA || null;
+  const embedded = document.getElementById("tandem-data");
+  const STATIC = embedded ? JSON.parse(embedded.textContent) : window.TANDEM_DATA || null;
   const POLL_MS = 1500;
   const MAX_POINTS = 4000;
   const X_TITLES = { env_steps: "Env steps", wall_time_s: "Wall-clock time (s)", grad_updates: "Gradient updates" };
@@ -343,12 +344,19 @@
       hovertemplate: "%{y}<br>each env step is trained on %{x:.2f} times on average<extra></extra>",
     };
     const maxR = Math.max(...sorted.map((r) => r.replay_ratio || 1), 1);
+    const ticks = [];
+    for (let d = 0.1; d <= maxR * 3; d *= 10) for (const m of [1, 2, 5]) if (d * m <= maxR * 3 && d * m >= 0.5) ticks.push(+(d * m).toPrecision(2));
+    // A line between the on-policy and off-policy rows (rows are sorted on-policy first).
+    const split = sorted.findIndex((r) => r.on_policy !== true);
+    const splitAt = split > 0 ? split - 0.5 : null;
     draw($("plot-reuse-ratio"), [ratio], baseLayout("Replay ratio (samples trained / env steps)",
       "uses per env step (log scale)", "", {
         height: h, margin: { l: 8, r: 40, t: 40, b: 48 }, showlegend: false,
-        xaxis: { title: { text: "uses per env step (log scale)" }, type: "log", range: [-0.3, Math.log10(maxR * 3)], gridcolor: "#eef0f3" },
+        xaxis: { title: { text: "uses per env step (log scale)" }, type: "log", range: [-0.3, Math.log10(maxR * 3)],
+          gridcolor: "#eef0f3", tickvals: ticks, ticktext: ticks.map((t) => t + "×") },
         yaxis: { automargin: true, title: { text: "" } },
-        shapes: [{ type: "line", x0: 1, x1: 1, yref: "paper", y0: 0, y1: 1, line: { color: "#9ca3af", dash: "dot", width: 1 } }],
+        shapes: [{ type: "line", x0: 1, x1: 1, yref: "paper", y0: 0, y1: 1, line: { color: "#9ca3af", dash: "dot", width: 1 } }]
+          .concat(splitAt === null ? [] : [splitLine(splitAt)]),
       }));
     // Uses-per-transition heatmap: one row per run, one column per uses bin.
     const bins = state.usesBins.length ? state.usesBins : (STATIC ? STATIC.uses_bins : []);
@@ -383,7 +391,13 @@
           range: [-0.5, bins.length - 0.5], showgrid: false },
         yaxis: { automargin: true, title: { text: "" }, showgrid: false, tickvals: rowsY, ticktext: labels,
           range: [-0.5, sorted.length - 0.5 + 0.1], zeroline: false },
+        showlegend: true,
+        shapes: splitAt === null ? [] : [splitLine(splitAt)],
       }));
+  }
+
+  function splitLine(y) {
+    return { type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { color: "#6b7480", width: 1.5, dash: "dash" } };
   }
 
   function binPos(v) {
@@ -484,6 +498,12 @@
     if (!STATIC) return;
     $("configs").innerHTML = state.runs.filter((r) => STATIC.configs && STATIC.configs[r.id])
       .map((r) => `<details id="config-${esc(r.id)}"><summary>${esc(r.name)} config.yaml</summary><pre>${esc(STATIC.configs[r.id])}</pre></details>`).join("");
+    const openHash = () => {
+      const el = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+      if (el && el.tagName === "DETAILS") el.open = true;
+    };
+    window.addEventListener("hashchange", openHash);
+    openHash();
   }
 
   function render() {
