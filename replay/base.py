@@ -76,9 +76,13 @@ class RingReplay:
 
         Indices whose transition was evicted since it was sampled are ignored.
         """
-        ring = self._ring
+        ring = self._settled()
         if ring is not None:
             ring.update_priorities(indices, priorities)
+
+    def _settled(self) -> LocalRing | None:
+        """The ring, once it reflects this object's own earlier writes (no other I/O)."""
+        return self._ring
 
     def __len__(self) -> int:
         ring = self._reader()

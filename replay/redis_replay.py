@@ -625,7 +625,10 @@ class RedisReplay(RingReplay):
                 self._thread.start()
         elif not self._prefetch:
             self._retrying(self._sync_once, self._reconnect_s)
-        if self._last_write is not None:
+        return self._settled()
+
+    def _settled(self) -> LocalRing | None:
+        if self._ring is not None and self._last_write is not None:
             epoch, end = self._last_write
             if self._epoch != epoch or self._seen < end:
                 self._catch_up()
