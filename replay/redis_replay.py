@@ -233,7 +233,7 @@ class RedisReplay(RingReplay):
         writer_id: idempotency id of this writer; default: host, pid and a random suffix.
             Must be unique among live writers (sequence numbers restart at 0 per object).
         prefetch: mirror new rows in a background thread (default). ``False``: each
-            ``sample`` first pulls new rows itself, one round trip.
+            ``sample`` first pulls the new rows itself (one round trip when few are new).
         poll_interval_s: idle polling period of the mirror thread (it backs off to 20x).
         connect_timeout_s: how long the first connection may take before a clear error.
         reconnect_timeout_s: how long ``add`` keeps retrying through a Redis outage.
@@ -624,7 +624,7 @@ class RedisReplay(RingReplay):
                 )
                 self._thread.start()
         elif not self._prefetch:
-            self._retrying(self._sync_once, self._reconnect_s)
+            self._pull_all()
         return self._settled()
 
     def _settled(self) -> LocalRing | None:
@@ -656,12 +656,19 @@ class RedisReplay(RingReplay):
         ring = self._reader()
         if ring is None:
             return 0
-        before = ring.inserted
+        if self._prefetch:  # (without prefetch, _reader just pulled everything)
+            return self._pull_all()
+        return 0
+
+    def _pull_all(self) -> int:
+        """Pull until the mirror holds every row that was in Redis at the first round trip."""
+        assert self._ring is not None
+        before = self._ring.inserted
         got = self._retrying(self._sync_once, self._reconnect_s)
         target = self._remote_cursor
         while got and self._seen < target:
             got = self._retrying(self._sync_once, self._reconnect_s)
-        return ring.inserted - before
+        return self._ring.inserted - before
 
     def _sync_once(self) -> int:
         """One round trip: append the rows inserted since ``_seen`` to the mirror."""
