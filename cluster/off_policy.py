@@ -44,8 +44,7 @@ def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
         from replay.server import ManagedRedis
 
         # Kept inside the run directory with AOF on, so that --resume finds the same buffer.
-        server = ManagedRedis(data_dir=Path(run.run_dir) / "redis", appendonly=True)
-        server.start()
+        server = ManagedRedis(dir=Path(run.run_dir) / "redis", aof=True)
         url = server.url
     buffer = make_replay(url, name=name, **opts)
     return buffer, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server
@@ -56,8 +55,15 @@ def train_off_policy(s: Session) -> None:
     from replay import RateLimiter
 
     buffer, writer_spec, server = open_replay(s)
-    limiter = RateLimiter(min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert)
-    limiter.restore(inserted=c.env_steps, sampled=c.samples_trained)
+    steps_per_call = getattr(cfg, "fragment_length", 16)
+    chunk = steps_per_call * run.envs_per_worker
+    # The slack must cover one sample batch plus one worker fragment's worth of samples, or
+    # neither side could ever move (the learner waits for data, the workers for the learner).
+    slack = 1.5 * (cfg.batch_size + chunk * cfg.samples_per_insert)
+    limiter = RateLimiter(min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack)
+    if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
+        limiter.observe_inserted(c.env_steps)
+        limiter.record_sample(c.samples_trained)
     group = WorkerGroup(
         run.workers,
         env_id=run.env_id,
@@ -68,7 +74,6 @@ def train_off_policy(s: Session) -> None:
         env_kwargs=run.env_kwargs,
         replay=writer_spec,
     )
-    steps_per_call = cfg.fragment_length
     weights = ray.put(learner.get_weights())
     inflight: dict[ray.ObjectRef, int] = {}
     idle: set[int] = set(group.alive)
@@ -80,7 +85,7 @@ def train_off_policy(s: Session) -> None:
             while c.env_steps < run.total_steps and not s.should_stop(rep):
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
                 for i in sorted(idle | (set(group.alive) - set(inflight.values()) - idle)):
-                    if not limiter.can_insert(steps_per_call * run.envs_per_worker):
+                    if not limiter.can_insert(chunk):
                         idle.add(i)
                         continue
                     idle.discard(i)

@@ -59,9 +59,10 @@ class RolloutWorker:
         self.env_steps = 0
         self._replay = None
         if replay is not None:
-            from replay import make_writer
+            from replay import RedisReplay
 
-            self._replay = make_writer(**replay)
+            # A pure writer: no mirror thread, no local copy of the ring in the worker.
+            self._replay = RedisReplay(**replay, prefetch=False)
 
     def ping(self) -> int:
         return self.worker_index
@@ -151,7 +152,6 @@ class RolloutWorker:
         return {
             "batch": batch,
             "env_steps": rollout.num_steps,
-            "inserted": rollout.num_steps if batch is None else 0,
             "episode_returns": rollout.episode_returns,
             "episode_lengths": rollout.episode_lengths,
             "policy_version": rollout.policy_version,
