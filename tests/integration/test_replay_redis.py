@@ -339,3 +339,33 @@ def test_out_of_memory_is_a_clear_error(make_redis, replay_name):
         r.add(tagged(0, 1))
     assert r.remote_size() == 16
     client.close()
+
+
+def test_loading_and_connection_errors_are_retried(redis_url, replay_name, monkeypatch):
+    w = RedisReplay(redis_url, replay_name, 100, example=tagged(0, 0))
+    real = w._insert_script
+    failures = [
+        redis.BusyLoadingError("LOADING Redis is loading the dataset in memory"),
+        redis.ConnectionError("gone"),
+    ]
+
+    def flaky(*a, **kw):
+        if failures:
+            raise failures.pop(0)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(w, "_insert_script", flaky)
+    w.add(tagged(0, 0))
+    assert not failures and w.remote_size() == 16
+    w.drop()
+
+
+def test_close_forgets_the_writer_entry(redis_url, replay_name):
+    w = RedisReplay(redis_url, replay_name, 100, example=tagged(0, 0))
+    w.add(tagged(0, 0))
+    client = redis.Redis.from_url(redis_url)
+    assert client.hexists(f"tandem:{replay_name}:writers", w.writer_id)
+    w.close()
+    assert not client.hexists(f"tandem:{replay_name}:writers", w.writer_id)
+    RedisReplay(redis_url, replay_name).drop()
+    client.close()

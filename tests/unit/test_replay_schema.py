@@ -85,3 +85,11 @@ def test_other_format_version_is_refused():
     d["version"] = FORMAT_VERSION + 1
     with pytest.raises(SchemaMismatchError, match="format version"):
         Schema.from_json(json.dumps(d))
+
+
+def test_redact_hides_passwords():
+    from replay.errors import redact
+
+    assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact("rediss://user:pw@host:1") == "rediss://user:***@host:1"
+    assert redact("redis://host:6379") == "redis://host:6379"
