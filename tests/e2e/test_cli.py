@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def tandem(*args, check=True, timeout=240):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
-    p = subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, env=env,
-                       timeout=timeout, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"tandem {' '.join(args)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     return p
@@ -33,9 +39,30 @@ def rows(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def ppo_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "ppo"
-    tandem("train", "--algo", "ppo", "--env", "CartPole-v1", "--workers", "2", "--envs-per-worker", "2",
-           "--total-steps", "1024", "--seed", "1", "--num-cpus", "2", "--run-dir", str(run_dir),
-           "--set", "epochs=4", "--set", "checkpoint_every=4", "--quiet")
+    tandem(
+        "train",
+        "--algo",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--workers",
+        "2",
+        "--envs-per-worker",
+        "2",
+        "--total-steps",
+        "1024",
+        "--seed",
+        "1",
+        "--num-cpus",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "epochs=4",
+        "--set",
+        "checkpoint_every=4",
+        "--quiet",
+    )
     return run_dir
 
 
@@ -59,10 +86,12 @@ def test_resume_continues_the_counters(ppo_run):
     before = rows(ppo_run)[-1]
     tandem("train", "--resume", str(ppo_run), "--total-steps", "2048", "--num-cpus", "2", "--quiet")
     after = rows(ppo_run)
-    new = after[len(rows(ppo_run)) - 1]
-    assert new["env_steps"] >= 2048
+    assert after[-1]["env_steps"] >= 2048
     resumed = [r for r in after if r["env_steps"] > before["env_steps"]]
-    assert resumed[0]["env_steps"] == before["env_steps"] + 256  # 2 workers x 2 envs x 64 steps
+    per_iteration = (
+        2 * 2 * yaml.safe_load((ppo_run / "config.yaml").read_text())["algo_config"]["fragment_length"]
+    )
+    assert resumed[0]["env_steps"] == before["env_steps"] + per_iteration  # workers x envs x fragment
     assert resumed[0]["grad_updates"] > before["grad_updates"]
     assert resumed[0]["wall_time_s"] >= before["wall_time_s"]
     assert resumed[-1]["samples_trained"] == 4 * resumed[-1]["env_steps"]
@@ -75,9 +104,26 @@ def test_eval_runs_the_checkpoint(ppo_run):
 
 def test_pg_uses_each_sample_once(tmp_path):
     run_dir = tmp_path / "pg"
-    tandem("train", "--algo", "pg", "--env", "CartPole-v1", "--workers", "1", "--envs-per-worker", "2",
-           "--total-steps", "600", "--num-cpus", "2", "--run-dir", str(run_dir), "--set", "fragment_length=100",
-           "--quiet")
+    tandem(
+        "train",
+        "--algo",
+        "pg",
+        "--env",
+        "CartPole-v1",
+        "--workers",
+        "1",
+        "--envs-per-worker",
+        "2",
+        "--total-steps",
+        "600",
+        "--num-cpus",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "fragment_length=100",
+        "--quiet",
+    )
     last = rows(run_dir)[-1]
     assert last["samples_trained"] == last["env_steps"] == 600
     assert last["replay_ratio"] == 1.0
@@ -89,7 +135,10 @@ def test_pg_uses_each_sample_once(tmp_path):
         (["--algo", "ppo", "--env", "CartPol-v1"], "unknown env id 'CartPol-v1': did you mean CartPole-v1"),
         (["--algo", "dqn", "--env", "Pendulum-v1"], "needs a Discrete action space"),
         (["--algo", "ppo", "--env", "CartPole-v1", "--set", "lrr=1"], "unknown --set key 'lrr'"),
-        (["--algo", "ppo", "--env", "CartPole-v1", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster"),
+        (
+            ["--algo", "ppo", "--env", "CartPole-v1", "--address", "127.0.0.1:1"],
+            "cannot reach the Ray cluster",
+        ),
         (["--resume", "/nonexistent/run"], "is not a Tandem run directory"),
     ],
 )
