@@ -234,7 +234,8 @@ class RedisReplay(RingReplay):
             Must be unique among live writers (sequence numbers restart at 0 per object).
         prefetch: mirror new rows in a background thread (default). ``False``: each
             ``sample`` first pulls the new rows itself (one round trip when few are new).
-        poll_interval_s: idle polling period of the mirror thread (it backs off to 20x).
+        poll_interval_s: the mirror thread asks Redis for new rows this often (backing off to
+            20x while nothing arrives): rows reach the learner within about this delay.
         connect_timeout_s: how long the first connection may take before a clear error.
         reconnect_timeout_s: how long ``add`` keeps retrying through a Redis outage.
         max_sync_bytes: most bytes per mirror round trip. It bounds how long one sync script
@@ -265,7 +266,7 @@ class RedisReplay(RingReplay):
         seed: int | None = None,
         writer_id: str | None = None,
         prefetch: bool = True,
-        poll_interval_s: float = 0.002,
+        poll_interval_s: float = 0.005,
         connect_timeout_s: float = 5.0,
         reconnect_timeout_s: float = 60.0,
         socket_timeout_s: float = 10.0,
@@ -682,7 +683,7 @@ class RedisReplay(RingReplay):
         ring = self._ring
         assert ring is not None and self.schema is not None and self.capacity is not None
         fields = self.schema.fields
-        max_rows = max(1, self._max_sync_bytes // max(1, self.schema.row_bytes))
+        max_rows = self._max_sync_rows()
         with self._sync_lock:
             args: list[Any] = [
                 self._epoch or "",
@@ -782,11 +783,18 @@ class RedisReplay(RingReplay):
                 )
                 self._outage_since = None
             backoff = 0.02
-            if got:
+            if got >= self._max_sync_rows():  # catching up: go again at once
+                continue
+            if got:  # steady state: one round trip per poll period, however busy the writers
                 idle = self._poll_s
+                self._stop.wait(idle)
             else:
                 self._stop.wait(idle)
                 idle = min(idle * 2, 20 * self._poll_s)
+
+    def _max_sync_rows(self) -> int:
+        assert self.schema is not None
+        return max(1, self._max_sync_bytes // max(1, self.schema.row_bytes))
 
     def stats(self) -> dict[str, float | list]:
         """Reuse statistics of this reader (see ``RingReplay.stats``) plus ``replay/mirror_lag``
