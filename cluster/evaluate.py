@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def evaluate(run_dir: Path, episodes: int = 10, video: bool = False, seed: int =
     policy = spec.make_policy(obs_space, act_space, algo_cfg)
     policy.set_weights(learner.get_weights(), 0)
 
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renderers probe a sound card otherwise
     env = make_env(run.env_id, run.env_kwargs, render_mode="rgb_array" if video else None)
     video_dir = None
     if video:

@@ -97,9 +97,10 @@ def test_resume_continues_the_counters(ppo_run):
     assert resumed[-1]["samples_trained"] == 4 * resumed[-1]["env_steps"]
 
 
-def test_eval_runs_the_checkpoint(ppo_run):
-    p = tandem("eval", str(ppo_run), "--episodes", "2")
+def test_eval_runs_the_checkpoint_and_records_video(ppo_run):
+    p = tandem("eval", str(ppo_run), "--episodes", "2", "--video")
     assert "2 episodes: mean return" in p.stdout
+    assert len(list((ppo_run / "videos").glob("*.mp4"))) == 2
 
 
 def test_pg_uses_each_sample_once(tmp_path):
