@@ -14,10 +14,16 @@ What is timed:
   ring); ``redis_uniform_live_writer`` samples while a writer process inserts flat out;
   ``redis_no_prefetch`` makes every sample ask Redis for new rows first (one round trip).
 * ``learner``: a SAC update (actor 256x256, two 256x256 critics with targets, learned
-  temperature; torch, CPU) fed by ``sample(256)``. Rounds alternate memory / Redis
-  ``--rounds`` times for ``--seconds`` each, and the ratio is the median of per-round ratios,
-  so drifting machine load hits both alike. ``live_writer`` repeats one round while a
-  writer adds ``--live-rate`` transitions/s (a process for Redis, a thread for memory).
+  temperature; torch, CPU) fed by ``sample(256)`` from a full, static buffer: blocks of 4
+  updates alternate memory / Redis (ABBA) for ``--rounds x --seconds`` each, so drifting
+  machine load hits both alike; the ratio is of total updates/s (and, as checks, of median
+  block times and of updates per CPU-second of this process, mirror thread included: the
+  figure least disturbed by other processes on a shared machine). ``live_writer``
+  alternates ``--live-rounds`` rounds of ``--seconds`` while ``--live-rate`` transitions/s
+  arrive: a writer process feeds Redis; for memory a thread adds them in-process while the
+  same writer process runs against another Redis buffer, so both carry the same load.
+  ``mirror_thread_cpu_fraction_at_live_rate`` is the CPU the Redis reader's mirror thread
+  takes at that rate (the learner's real overhead).
 * ``rllib``: ``ray.rllib`` ``ReplayBuffer`` (old API stack, timestep storage) ``sample(256)``,
   in a subprocess (``--skip-rllib`` to leave it out; importing ray takes a while).
 
@@ -214,8 +220,50 @@ def make_sac(seed: int = 0):
     return update
 
 
+def interleaved(mem, red, update, seconds: float, block: int = 4) -> dict:
+    """Updates/s fed from ``mem`` and from ``red``, in alternating blocks of ``block`` updates
+    (ABBA order) for ``seconds`` each, so that load drifting on a shared machine hits both."""
+    times: dict[int, list[float]] = {0: [], 1: []}
+    cpu: dict[int, list[float]] = {0: [], 1: []}
+    pair = (mem, red)
+    end = time.perf_counter() + 2 * seconds
+    i = 0
+    while time.perf_counter() < end or i % 2:
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(block):
+                update(pair[k].sample(B))
+            times[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+        i += 1
+    ups = [block * len(times[k]) / sum(times[k]) for k in (0, 1)]
+    med = [block / statistics.median(times[k]) for k in (0, 1)]
+    per_cpu = [block * len(cpu[k]) / sum(cpu[k]) for k in (0, 1)]
+    return {
+        "updates_per_s_memory": round(ups[0], 1),
+        "updates_per_s_redis": round(ups[1], 1),
+        "ratio_redis_over_memory": round(ups[1] / ups[0], 3),
+        "ratio_of_median_blocks": round(med[1] / med[0], 3),
+        "updates_per_cpu_s_memory": round(per_cpu[0], 1),
+        "updates_per_cpu_s_redis": round(per_cpu[1], 1),
+        "ratio_per_cpu_s": round(per_cpu[1] / per_cpu[0], 3),
+        "blocks_each": len(times[0]),
+    }
+
+
 def updates_per_s(replay, update, seconds: float) -> float:
     return rate(lambda: update(replay.sample(B)), seconds, per_call=1)
+
+
+def updates_wall_and_cpu(replay, update, seconds: float) -> tuple[float, float]:
+    """(updates per wall second, updates per CPU second of this whole process)."""
+    for _ in range(3):
+        update(replay.sample(B))
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        update(replay.sample(B))
+        n += 1
+    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
 # ------------------------------------------------------------------------------ rllib
@@ -259,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--url", default=None, help="Redis URL (default: a private redis-server)")
     ap.add_argument("--capacity", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=float, default=2.0, help="length of each timed window")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating memory/Redis learner rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="learner: seconds x rounds per source")
+    ap.add_argument("--live-rounds", type=int, default=4, help="alternating rounds with a live writer")
     ap.add_argument("--live-rate", type=float, default=20_000, help="transitions/s of the live writer")
     ap.add_argument("--rllib-capacity", type=int, default=100_000)
     ap.add_argument("--skip-rllib", action="store_true")
@@ -341,48 +390,73 @@ def main(argv: list[str] | None = None) -> dict:
         update = make_sac()
         for _ in range(20):
             update(mem.sample(B))
-        mem_ups, redis_ups = [], []
-        for i in range(args.rounds):
-            first, second = (mem, rr) if i % 2 == 0 else (rr, mem)
-            u1 = updates_per_s(first, update, secs)
-            u2 = updates_per_s(second, update, secs)
-            m, r = (u1, u2) if first is mem else (u2, u1)
-            mem_ups.append(m)
-            redis_ups.append(r)
-            log(f"  round {i}: memory {m:.1f}/s, redis {r:.1f}/s")
-        ratios = [r / m for m, r in zip(mem_ups, redis_ups, strict=True)]
-        learner = {
-            "updates_per_s_memory": round(statistics.median(mem_ups), 1),
-            "updates_per_s_redis": round(statistics.median(redis_ups), 1),
-            "ratio_redis_over_memory": round(statistics.median(ratios), 3),
-            "ratios_per_round": [round(x, 3) for x in ratios],
-        }
-        # with live inserts at --live-rate
-        stop = threading.Event()
+        learner = interleaved(mem, rr, update, args.rounds * secs)
+        log(f"  static buffer: {learner}")
 
-        def mem_live() -> None:
-            b, t0, n = make_batch(), time.perf_counter(), 0
-            while not stop.is_set():
-                mem.add(b)
-                n += 1
-                time.sleep(max(0.0, n * B / args.live_rate - (time.perf_counter() - t0)))
+        # with live inserts at --live-rate. Both rounds run the same writer process at that rate
+        # (the machine load of remote actors); for Redis it feeds the learner's buffer, for
+        # memory it writes elsewhere and a thread adds the same rate to the in-memory buffer.
+        load = RedisReplay(url, name + "-load", 100_000, example=example)
 
-        t = threading.Thread(target=mem_live)
-        t.start()
-        m_live = updates_per_s(mem, update, secs)
-        stop.set()
-        t.join()
-        join = redis_writers(url, name, 1, secs + 1.5, rate_limit=args.live_rate)
-        time.sleep(0.5)
-        r_live = updates_per_s(rr, update, secs)
-        join()
+        def mem_live_round() -> tuple[float, float]:
+            join = redis_writers(url, name + "-load", 1, secs + 1.5, rate_limit=args.live_rate)
+            time.sleep(0.5)
+            stop = threading.Event()
+
+            def feed() -> None:
+                b, t0, n = make_batch(), time.perf_counter(), 0
+                while not stop.is_set():
+                    mem.add(b)
+                    n += 1
+                    time.sleep(max(0.0, n * B / args.live_rate - (time.perf_counter() - t0)))
+
+            t = threading.Thread(target=feed)
+            t.start()
+            try:
+                return updates_wall_and_cpu(mem, update, secs)
+            finally:
+                stop.set()
+                t.join()
+                join()
+
+        def redis_live_round() -> tuple[float, float]:
+            join = redis_writers(url, name, 1, secs + 1.5, rate_limit=args.live_rate)
+            time.sleep(0.5)
+            u = updates_wall_and_cpu(rr, update, secs)
+            join()
+            return u
+
+        m_live, r_live = [], []
+        for i in range(args.live_rounds):
+            if i % 2 == 0:
+                m_live.append(mem_live_round())
+                r_live.append(redis_live_round())
+            else:
+                r_live.append(redis_live_round())
+                m_live.append(mem_live_round())
+        live_ratios = [r[0] / m[0] for m, r in zip(m_live, r_live, strict=True)]
+        cpu_ratios = [r[1] / m[1] for m, r in zip(m_live, r_live, strict=True)]
         learner["live_writer"] = {
             "insert_rate": args.live_rate,
-            "updates_per_s_memory": round(m_live, 1),
-            "updates_per_s_redis": round(r_live, 1),
-            "ratio_redis_over_memory": round(r_live / m_live, 3),
+            "updates_per_s_memory": round(statistics.median(m[0] for m in m_live), 1),
+            "updates_per_s_redis": round(statistics.median(r[0] for r in r_live), 1),
+            "ratio_redis_over_memory": round(statistics.median(live_ratios), 3),
+            "ratios_per_round": [round(x, 3) for x in live_ratios],
+            "ratio_per_cpu_s": round(statistics.median(cpu_ratios), 3),
+            "ratios_per_cpu_s_per_round": [round(x, 3) for x in cpu_ratios],
         }
+        # what the mirror costs the learner process: CPU of its thread while the main one sleeps
+        join = redis_writers(url, name, 1, secs + 1.5, rate_limit=args.live_rate)
+        time.sleep(0.5)
+        c0, w0 = time.process_time(), time.perf_counter()
+        time.sleep(secs)
+        learner["mirror_thread_cpu_fraction_at_live_rate"] = round(
+            (time.process_time() - c0) / (time.perf_counter() - w0), 4
+        )
+        join()
         res["learner"] = learner
+        load.drop()
+        load.close()
         cmd = redis.Redis.from_url(url).info("commandstats").get("cmdstat_evalsha", {})
         res["redis_script_usec_per_call"] = cmd.get("usec_per_call")
         res["reuse_stats_redis_reader"] = {

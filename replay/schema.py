@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,11 +38,11 @@ class FieldSpec:
     dtype: str
     shape: tuple[int, ...]
 
-    @property
+    @cached_property
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
 
-    @property
+    @cached_property
     def itemsize(self) -> int:
         """Bytes per row."""
         return int(self.np_dtype.itemsize * int(np.prod(self.shape, dtype=np.int64)))
@@ -92,7 +93,7 @@ class Schema:
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def row_bytes(self) -> int:
         """Bytes per transition, all fields together."""
         return sum(f.itemsize for f in self.fields)
