@@ -45,6 +45,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -338,7 +339,8 @@ class RedisReplay(RingReplay):
 
         # mirror state (reader side)
         self._sync_lock = threading.Lock()
-        self._epoch: str | None = None
+        self._epoch: str | None = None  # epoch the mirror follows
+        self._remote_epoch = ""  # epoch Redis reported last ('' = no buffer)
         self._seen = 0
         self._remote_cursor = 0
         self._epoch_changes = 0
@@ -630,7 +632,10 @@ class RedisReplay(RingReplay):
             if self._prefetch:
                 self._stop.clear()
                 self._thread = threading.Thread(
-                    target=self._run, name=f"replay-mirror-{self.name}", daemon=True
+                    target=_mirror_loop,
+                    args=(weakref.ref(self), self._stop, self._poll_s),
+                    name=f"replay-mirror-{self.name}",
+                    daemon=True,
                 )
                 self._thread.start()
         elif not self._prefetch:
@@ -650,16 +655,20 @@ class RedisReplay(RingReplay):
         target = None
         deadline = time.monotonic() + self._reconnect_s
         while True:
-            self._retrying(self._sync_once, max(0.0, deadline - time.monotonic()))
+            got = self._retrying(self._sync_once, max(0.0, deadline - time.monotonic()))
             if target is None:
                 target = self._remote_cursor
             done = self._seen >= target if initial else True
             if self._last_write is not None:
                 epoch, end = self._last_write
-                if self._epoch == epoch:
+                if self._remote_epoch != epoch:  # that write's buffer is gone (restart, flush)
+                    self._last_write = None
+                else:
                     done = done and self._seen >= end
             if done or time.monotonic() > deadline:
                 return
+            if not got:
+                time.sleep(0.001)
 
     def sync(self) -> int:
         """Pull every row inserted so far into the mirror now; returns how many arrived."""
@@ -701,6 +710,7 @@ class RedisReplay(RingReplay):
             res = self._sync_script(keys=[self._k("meta")], args=args)
             epoch = res[0].decode() if isinstance(res[0], bytes) else str(res[0])
             cur, lo, hi = int(res[1]), int(res[2]), int(res[3])
+            self._remote_epoch = epoch
             if not epoch:  # buffer gone (restart without persistence): keep the mirror, wait
                 return 0
             digest = res[4].decode() if isinstance(res[4], bytes) else str(res[4] or "")
@@ -727,10 +737,6 @@ class RedisReplay(RingReplay):
                 log.warning("replay %r: cursor went back from %d to %d", self.name, self._seen, cur)
                 self._seen = self._remote_cursor = cur
                 return 0
-            if first:
-                ring.inserted += lo  # inserted before this reader attached (not its evictions)
-            elif lo > self._seen:
-                ring.skip(lo - self._seen)  # inserted and evicted before this reader saw them
             segs = segments(lo, hi - lo, self.capacity, self._chunk_rows)
             blobs = res[5:]
             if len(blobs) != len(fields) * len(segs):
@@ -738,6 +744,7 @@ class RedisReplay(RingReplay):
                     f"replay {self.name!r}: sync returned {len(blobs)} ranges, "
                     f"expected {len(fields) * len(segs)}"
                 )
+            parts = []  # check every range before the mirror takes any of them
             for j, (chunk, _, _, k) in enumerate(segs):
                 rows = {}
                 for i, f in enumerate(fields):
@@ -755,44 +762,46 @@ class RedisReplay(RingReplay):
                             "booleans: the buffer is damaged; drop it or use another replay name"
                         )
                     rows[f.name] = arr
+                parts.append(rows)
+            if first:
+                ring.inserted += lo  # inserted before this reader attached (not its evictions)
+            elif lo > self._seen:
+                ring.skip(lo - self._seen)  # inserted and evicted before this reader saw them
+            for rows in parts:
                 ring.append(rows)
             self._seen, self._remote_cursor = hi, cur
             return hi - lo
 
-    def _run(self) -> None:
-        """Mirror thread: poll for new rows; back off when idle; ride out Redis outages."""
-        idle = self._poll_s
-        backoff = 0.02
-        while not self._stop.is_set():
-            try:
-                got = self._sync_once()
-            except redis.RedisError as e:
-                if not _transient(e):
-                    self._thread_error = self._translate(e)
-                    return
-                if self._outage_since is None:
-                    self._outage_since = time.monotonic()
-                    log.warning("replay %r: lost Redis at %s (%s); retrying", self.name, redact(self.url), e)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            except ReplayError as e:
-                self._thread_error = e
-                return
-            if self._outage_since is not None:
-                log.warning(
-                    "replay %r: Redis back after %.1f s", self.name, time.monotonic() - self._outage_since
-                )
-                self._outage_since = None
-            backoff = 0.02
-            if got >= self._max_sync_rows():  # catching up: go again at once
-                continue
-            if got:  # steady state: one round trip per poll period, however busy the writers
-                idle = self._poll_s
-                self._stop.wait(idle)
-            else:
-                self._stop.wait(idle)
-                idle = min(idle * 2, max(0.2, self._poll_s))
+    def _mirror_step(self, state: dict[str, float]) -> float | None:
+        """One poll of the mirror thread; returns how long to wait (None: stop the thread)."""
+        try:
+            got = self._sync_once()
+        except redis.RedisError as e:
+            if not _transient(e):
+                self._thread_error = self._translate(e)
+                return None
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                log.warning("replay %r: lost Redis at %s (%s); retrying", self.name, redact(self.url), e)
+            state["backoff"] = min(2 * state["backoff"], 1.0)
+            return state["backoff"]
+        except ReplayError as e:
+            self._thread_error = e
+            return None
+        if self._outage_since is not None:
+            log.warning(
+                "replay %r: Redis back after %.1f s", self.name, time.monotonic() - self._outage_since
+            )
+            self._outage_since = None
+        state["backoff"] = 0.01
+        if got >= self._max_sync_rows():  # catching up: go again at once
+            return 0.0
+        if got:  # steady state: one round trip per poll period, however busy the writers
+            state["idle"] = self._poll_s
+            return self._poll_s
+        wait = state["idle"]
+        state["idle"] = min(2 * wait, max(0.2, self._poll_s))  # idle: back off
+        return wait
 
     def _max_sync_rows(self) -> int:
         assert self.schema is not None
@@ -844,6 +853,22 @@ class RedisReplay(RingReplay):
         kw["schema"] = self.schema
         kw["capacity"] = self.capacity
         return (_rebuild, (kw,))
+
+
+def _mirror_loop(ref: weakref.ref, stop: threading.Event, poll_s: float) -> None:
+    """Body of the mirror thread. It holds the replay only weakly, so a replay that is
+    dropped without ``close()`` is still collected, and its thread then ends."""
+    state = {"idle": poll_s, "backoff": 0.01}
+    while not stop.is_set():
+        replay = ref()
+        if replay is None:
+            return
+        wait = replay._mirror_step(state)
+        del replay
+        if wait is None:
+            return
+        if wait:
+            stop.wait(wait)
 
 
 def _rebuild(kw: dict) -> RedisReplay:

@@ -369,3 +369,19 @@ def test_close_forgets_the_writer_entry(redis_url, replay_name):
     assert not client.hexists(f"tandem:{replay_name}:writers", w.writer_id)
     RedisReplay(redis_url, replay_name).drop()
     client.close()
+
+
+def test_mirror_thread_ends_when_the_replay_is_dropped(redis_url, replay_name):
+    import gc
+
+    w = RedisReplay(redis_url, replay_name, 100, example=tagged(0, 0))
+    w.add(tagged(0, 0))
+    r = RedisReplay(redis_url, replay_name)
+    assert len(r) == 16
+    thread = r._thread
+    assert thread is not None and thread.is_alive()
+    del r
+    gc.collect()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    w.drop()
