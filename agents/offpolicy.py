@@ -7,6 +7,7 @@ slowly-moving target networks. Those three steps live here once.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -100,3 +101,33 @@ def policy_rng(worker_index: int) -> np.random.Generator:
     is reproducible and differs between workers.
     """
     return np.random.default_rng([int(torch.initial_seed()) % (2**63), int(worker_index)])
+
+
+def optimizer_step(
+    optim: torch.optim.Optimizer, loss: torch.Tensor, params, max_grad_norm: float | None = None
+) -> float:
+    """zero_grad, backward, optional global-norm clipping, step. Returns the norm (0 if not clipped)."""
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = 0.0
+    if max_grad_norm is not None:
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+    optim.step()
+    return norm
+
+
+@contextmanager
+def frozen(module: nn.Module):
+    """Turn off gradients of ``module``'s parameters inside the block.
+
+    For the actor loss of SAC and TD3: gradients flow through the critic into the action
+    but the critic's own weights need none, which saves their backward computation.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -38,7 +38,7 @@ class QLearnConfig:
     """Step size α (the floor of α when ``lr_count_power`` > 0)."""
     lr_count_power: float = 0.6
     """If > 0, α(s,a) = max(lr, n(s,a)^-power), n = updates of (s,a) so far (Robbins-Monro); 0: α = lr."""
-    exploration: str = "count"
+    exploration: Literal["epsilon", "count", "count_sqrt"] = "count"
     """'epsilon' (annealed ε-greedy), 'count' (argmax Q + c/N(s,a)) or 'count_sqrt' (argmax Q + c/√N)."""
     bonus_c: float = 1.0
     """Count-bonus scale c, in reward units."""
@@ -48,6 +48,8 @@ class QLearnConfig:
     """ε after ``exploration_fraction`` of the env-step budget."""
     exploration_fraction: float = 0.5
     """Fraction of the env-step budget over which ε anneals linearly."""
+    fragment_length: int = 16
+    """Steps per sub-env per worker call (one replay write)."""
     batch_size: int = 256
     """Transitions per update (each gets the tabular update)."""
     replay_capacity: int = 200_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -34,8 +35,10 @@ class QEvalConfig:
     """If > 0, α(s,a) = max(lr, n(s,a)^-power), n = updates of (s,a) so far; 0: α = lr."""
     target_policy: str = "uniform"
     """π to evaluate: 'uniform', or a path to a .npy table ([S, A] probabilities or [S] actions)."""
-    behavior: str = "uniform"
+    behavior: Literal["uniform", "target"] = "uniform"
     """How workers act: 'uniform' (random actions, covers every (s, a)) or 'target' (sample π)."""
+    fragment_length: int = 16
+    """Steps per sub-env per worker call (one replay write)."""
     batch_size: int = 256
     """Transitions per update."""
     replay_capacity: int = 200_000

@@ -1,0 +1,224 @@
+"""Soft Actor-Critic (``--algo sac``), Haarnoja et al. 2018 (v2, automatic temperature).
+
+One :meth:`SACLearner.update`, in the order of the paper's algorithm:
+
+    1. critic   y = r + γ (1 - terminated) [ min_i Q'_i(s', u') - α log π(u'|s') ],  u' ~ π(·|s')
+                L_Q = ½ Σ_i (Q_i(s, u) - y)²
+    2. actor    L_π = E_s[ α log π(u|s) - min_i Q_i(s, u) ],  u = tanh(μ + σ ε)  (reparameterized)
+    3. α        L_α = -log α · (log π(u|s) + H_target),  H_target = -|A|
+    4. targets  θ'_i ← τ θ_i + (1 - τ) θ'_i
+
+Actions live in the unit box for the networks (see :mod:`agents.continuous`). A truncated
+step (HalfCheetah only truncates, at 1000 steps) bootstraps from s' like any other step;
+only ``terminated`` zeroes the bootstrap.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.continuous import ActionScaler, ContinuousActorPolicy, TanhGaussianActor, TwinQ, twin_q_loss
+from agents.offpolicy import batch_to_tensors, frozen, optimizer_step, polyak_update
+from agents.torch_utils import flat_obs_dim, module_weights
+from core.types import Batch
+from learners.registry import AlgoSpec, continuous_only
+from learners.returns import td_target
+
+
+@dataclass
+class SACConfig:
+    """SAC hyperparameters. Defaults: the paper's MuJoCo settings; see ENV_PRESETS for small envs."""
+
+    fragment_length: int = 8
+    """Steps per sub-env per worker call (one replay write)."""
+    gamma: float = 0.99
+    """Discount γ."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    actor_lr: float = 3e-4
+    """Adam step size of the actor."""
+    critic_lr: float = 3e-4
+    """Adam step size of the twin critics."""
+    alpha_lr: float = 3e-4
+    """Adam step size of log α."""
+    hidden: tuple[int, ...] = (256, 256)
+    """MLP hidden sizes of actor and critics."""
+    init_alpha: float = 1.0
+    """Initial temperature α."""
+    autotune: bool = True
+    """Learn α to keep the policy's entropy near ``target_entropy``."""
+    target_entropy: float | None = None
+    """Entropy target in the unit action box (None: -|A|)."""
+    policy_frequency: int = 1
+    """Critic updates per actor (and α) update."""
+    random_warmup: bool = True
+    """Workers act uniformly at random until the first trained weights arrive."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    replay_capacity: int = 1_000_000
+    """Replay size in transitions."""
+    min_size: int = 5_000
+    """Replay size before the first gradient step (collected with uniform random actions)."""
+    samples_per_insert: float = 256.0
+    """Target replay ratio: 256 with batch 256 is one gradient step per env step (the paper's)."""
+    weights_publish_interval: int = 20
+    """Gradient steps between actor broadcasts to the workers."""
+
+
+# Applied before the user's --config / --set (see AlgoSpec.preset).
+ENV_PRESETS: dict[str, dict[str, Any]] = {
+    # 15k-step budget: start learning early, larger steps (RL Zoo uses lr 1e-3, 20k steps).
+    "Pendulum-v1": {"min_size": 1_000, "actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3},
+    "InvertedPendulum-v5": {"min_size": 1_000},
+}
+
+
+# ----------------------------------------------------------------------------- the math
+
+
+def sac_critic_target(
+    rewards: torch.Tensor,
+    next_q1: torch.Tensor,
+    next_q2: torch.Tensor,
+    next_logp: torch.Tensor,
+    terminated: torch.Tensor,
+    discount: torch.Tensor | float,
+    alpha: torch.Tensor | float,
+) -> torch.Tensor:
+    """Soft TD target with clipped double-Q, all [B]:
+
+    y = r + γ (1 - terminated) [ min(Q'_1, Q'_2)(s', u') - α log π(u'|s') ],  u' ~ π(·|s')
+    """
+    return td_target(rewards, torch.min(next_q1, next_q2) - alpha * next_logp, terminated, discount)
+
+
+def sac_actor_loss(logp: torch.Tensor, q1: torch.Tensor, q2: torch.Tensor, alpha) -> torch.Tensor:
+    """L_π = mean_s [ α log π(u|s) - min(Q_1, Q_2)(s, u) ],  u the reparameterized sample."""
+    return (alpha * logp - torch.min(q1, q2)).mean()
+
+
+def sac_alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """L_α = -mean[ log α · (log π(u|s) + H_target) ]: α grows when the entropy -log π is below target."""
+    return -(log_alpha * (logp.detach() + target_entropy)).mean()
+
+
+# ----------------------------------------------------------------------------- learner
+
+
+class SACLearner:
+    """Actor, twin critics with Polyak targets, and the temperature, each with its Adam."""
+
+    def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Box, cfg: SACConfig):
+        self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
+        obs_dim, act_dim = flat_obs_dim(obs_space), int(np.prod(act_space.shape))
+        self.scaler = ActionScaler(act_space)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden)
+        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True)
+        self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
+        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.updates = 0
+        self.last_priorities: np.ndarray | None = None
+        self._actor_metrics: dict[str, float] = {}
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.cfg
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        u = self.scaler.to_unit(b.actions)
+        alpha = self.alpha
+
+        # 1. critics toward the soft target
+        with torch.no_grad():
+            next_u, next_logp = self.actor(b.next_obs)
+            y = sac_critic_target(
+                b.rewards, *self.critic_target(b.next_obs, next_u), next_logp, b.terminated, b.discount, alpha
+            )
+        q1, q2 = self.critic(b.obs, u)
+        critic_loss, td = twin_q_loss(q1, q2, y, b.weights)
+        optimizer_step(self.critic_optim, critic_loss, self.critic.parameters())
+
+        # 2-3. actor and temperature
+        if self.updates % cfg.policy_frequency == 0:
+            new_u, logp = self.actor(b.obs)
+            with frozen(self.critic):
+                actor_loss = sac_actor_loss(logp, *self.critic(b.obs, new_u), alpha)
+            optimizer_step(self.actor_optim, actor_loss, self.actor.parameters())
+            self._actor_metrics = {
+                "loss/actor": float(actor_loss.detach()),
+                "stats/entropy": float(-logp.detach().mean()),
+            }
+            if cfg.autotune:
+                alpha_loss = sac_alpha_loss(self.log_alpha, logp, self.target_entropy)
+                optimizer_step(self.alpha_optim, alpha_loss, [self.log_alpha])
+                self._actor_metrics["loss/alpha"] = float(alpha_loss.detach())
+
+        # 4. target critics
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        self.updates += 1
+        self.last_priorities = td.numpy()
+        return {
+            "loss/q": float(critic_loss.detach()),
+            **self._actor_metrics,
+            "stats/alpha": float(alpha),
+            "stats/q_mean": float(q1.detach().mean()),
+            "stats/target_mean": float(y.mean()),
+            "stats/td_abs": float(td.mean()),
+        }
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return module_weights(self.actor)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "alpha_optim": self.alpha_optim.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_optim.load_state_dict(state["actor_optim"])
+        self.critic_optim.load_state_dict(state["critic_optim"])
+        self.alpha_optim.load_state_dict(state["alpha_optim"])
+        self.updates = int(state["updates"])
+
+
+def make_policy(obs_space, act_space, cfg: SACConfig, *, worker_index: int = 0, num_workers: int = 1):
+    actor = TanhGaussianActor(flat_obs_dim(obs_space), int(np.prod(act_space.shape)), cfg.hidden)
+    return ContinuousActorPolicy(
+        obs_space, act_space, actor, random_warmup=cfg.random_warmup, worker_index=worker_index
+    )
+
+
+SPEC = AlgoSpec(
+    name="sac",
+    config_cls=SACConfig,
+    on_policy=False,
+    make_policy=make_policy,
+    make_learner=SACLearner,
+    check_spaces=continuous_only("sac"),
+    preset=lambda obs_space, act_space, env_id: dict(ENV_PRESETS.get(env_id, {})),
+)
