@@ -524,9 +524,9 @@
 
   function onChange() {
     state.groupsKey = "";
-    if (STATIC) pickStaticGroups();
-    render();
-    if (!STATIC) pollOnce().then(() => { if (state.dirty) render(); }).catch(() => {});
+    if (STATIC) { pickStaticGroups(); render(); return; }
+    // Fetch what the new view needs (rows of newly shown runs, group bands) before drawing once.
+    pollOnce().catch(() => {}).then(render);
   }
 
   function wire() {
