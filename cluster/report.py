@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -136,10 +137,13 @@ def find_chromium() -> str | None:
 def render_pngs(
     html: str | os.PathLike, out_dir: str | os.PathLike | None = None, width: int = 1500
 ) -> list[Path]:
-    """Screenshot each panel of a report into ``<stem>-<panel>.png`` (network blocked)."""
+    """Screenshot each panel of a report into ``<stem>-<panel>.png`` (network blocked).
+
+    Runs playwright in its own thread, so it also works where an event loop is already
+    running (Jupyter, or a caller that drives its own playwright session).
+    """
     try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         raise ReportError(
             "--png needs playwright (pip install playwright) and a Chromium: set TANDEM_CHROMIUM or "
@@ -148,33 +152,49 @@ def render_pngs(
     html = Path(html).resolve()
     out_dir = Path(out_dir) if out_dir else html.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    try:
-        with sync_playwright() as p:
-            exe = find_chromium()
-            browser = (
-                p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch()
-            )
-            try:
-                page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1.5)
-                page.route(
-                    "**/*",
-                    lambda route: (
-                        route.continue_() if route.request.url.startswith("file:") else route.abort()
-                    ),
-                )
-                page.goto(html.as_uri())
-                page.wait_for_function("document.body.dataset.rendered >= 1", timeout=60_000)
-                page.wait_for_timeout(300)
-                for name, sel in PANELS.items():
-                    path = out_dir / f"{html.stem}-{name}.png"
-                    page.locator(f"#{sel}").screenshot(path=str(path))
-                    written.append(path)
-            finally:
-                browser.close()
-    except PlaywrightError as e:
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["paths"] = _screenshot_panels(html, out_dir, width)
+        except BaseException as e:  # noqa: BLE001 - handed to the calling thread
+            result["error"] = e
+
+    thread = threading.Thread(target=work, name="tandem-report-png")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        e = result["error"]
+        if isinstance(e, ReportError):
+            raise e
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise ReportError(
             f"--png: headless Chromium failed ({first}); set TANDEM_CHROMIUM to a working chromium"
         ) from None
+    return result["paths"]
+
+
+def _screenshot_panels(html: Path, out_dir: Path, width: int) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    written = []
+    with sync_playwright() as p:
+        exe = find_chromium()
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS) if exe else p.chromium.launch()
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1.5)
+            page.route(
+                "**/*",
+                lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort(),
+            )
+            page.goto(html.as_uri())
+            page.wait_for_function("document.body.dataset.rendered >= 1", timeout=60_000)
+            page.add_style_tag(content=".controls { position: static; }")  # not over the panels
+            page.wait_for_timeout(300)
+            for name, sel in PANELS.items():
+                path = out_dir / f"{html.stem}-{name}.png"
+                page.locator(f"#{sel}").screenshot(path=str(path))
+                written.append(path)
+        finally:
+            browser.close()
     return written
