@@ -21,7 +21,7 @@ class Batch:
     | terminated   | [B]            | bool    | s_{t+1} is terminal: bootstrap with 0              |
     | truncated    | [B]            | bool    | time limit hit: bootstrap from V(s_{t+1})          |
     | extras       | {name: [B,..]} | any     | optional per-step data (logp, value, ...)          |
-    | indices      | [B] or None    | int64   | replay slots, set by ``ReplayBuffer.sample``       |
+    | indices      | [B] or None    | int64   | replay insert positions (slot = index % capacity)  |
     | weights      | [B] or None    | float32 | importance weights, set by prioritized replay      |
     """
 
