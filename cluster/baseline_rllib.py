@@ -409,6 +409,12 @@ def run_rllib(
         raise BaselineError(f"total_steps must be positive, not {total_steps}")
     if workers < 0:
         raise BaselineError(f"workers must be >= 0, not {workers}")
+    try:
+        import gymnasium as gym
+
+        gym.spec(env_id)
+    except Exception as e:  # noqa: BLE001 - gymnasium's NameNotFound, VersionNotFound, ...
+        raise BaselineError(f"unknown gymnasium env {env_id!r}: {e}") from None
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(algo, env_id)
     if (run_dir / "metrics.jsonl").exists():
         raise BaselineError(f"run directory {run_dir} already holds a run; choose another --run-dir")
@@ -445,8 +451,12 @@ def run_rllib(
         try:
             algorithm = build_config(algo, env_id, seed, workers, hp, envs_per_worker).build_algo()
         except Exception as e:  # noqa: BLE001 - RLlib raises many kinds for a bad env or config
-            first = (str(e).strip().splitlines() or [e.__class__.__name__])[-1][:300]
-            raise BaselineError(f"RLlib cannot build {algo} on {env_id}: {first}") from e
+            root = e
+            while root.__cause__ is not None or root.__context__ is not None:
+                root = root.__cause__ or root.__context__
+            lines = str(root).strip().splitlines()
+            why = f"{root.__class__.__name__}: {lines[-1][:300]}" if lines else root.__class__.__name__
+            raise BaselineError(f"RLlib cannot build {algo} on {env_id}: {why}") from e
         rows = _RowMaker(workers, t_start)
         with open(run_dir / "metrics.jsonl", "a", buffering=1) as out:
             while True:

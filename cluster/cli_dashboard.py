@@ -118,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stop-return",
         type=float,
         default=None,
-        help="stop early once RLlib's mean episode return reaches this",
+        help="stop once the mean of the last 20 episode returns reaches this",
     )
     q.add_argument("--address", default=None, help="Ray address to join (default: start a local Ray)")
     q.set_defaults(func=cmd_baseline_rllib)

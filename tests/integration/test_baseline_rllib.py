@@ -116,3 +116,9 @@ def test_tuned_hyperparameters_and_overrides():
     assert tuned_hyperparameters("sac", "Pendulum-v1")["training"]["n_step"] == (2, 5)
     with pytest.raises(BaselineError, match="unknown RLlib baseline algo 'a3c'"):
         tuned_hyperparameters("a3c", "CartPole-v1")
+
+
+def test_unknown_env_is_a_one_line_error_before_ray_starts(tmp_path):
+    with pytest.raises(BaselineError, match="unknown gymnasium env 'Nope-v0'"):
+        run_rllib("ppo", "Nope-v0", 100, 0, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
