@@ -299,7 +299,10 @@
     envs.forEach((env, k) => {
       const div = $(ids[k]);
       const traces = returnTraces(runs.filter((r) => r.env === env));
-      draw(div, traces, baseLayout(`${env}: episode return`, X_TITLES[state.x], "Episode return", { height: 380 }));
+      const hasData = traces.some((t) => t.y && t.y.some((v) => v !== null && v !== undefined));
+      const note = hasData ? {} : { annotations: [{ text: "no finished episodes yet", showarrow: false, xref: "paper",
+        yref: "paper", x: 0.5, y: 0.5, font: { color: "#6b7480" } }] };
+      draw(div, traces, baseLayout(`${env}: episode return`, X_TITLES[state.x], "Episode return", { height: 380, ...note }));
       if (reflowed && window.Plotly && div._fullLayout) Plotly.Plots.resize(div);
     });
   }
@@ -360,11 +363,16 @@
       }));
     // Uses-per-transition heatmap: one row per run, one column per uses bin.
     const bins = state.usesBins.length ? state.usesBins : (STATIC ? STATIC.uses_bins : []);
-    const z = [], text = [], meanX = [], meanY = [], meanText = [];
+    const z = [], text = [], meanX = [], meanY = [], meanText = [], noCounts = [];
     sorted.forEach((r, k) => {
       const f = r.reuse && r.reuse.fractions;
       z.push(f ? f.map((v) => (v > 0 ? v : null)) : bins.map(() => null));
-      text.push(f ? f.map((v) => (v >= 0.005 ? Math.round(v * 100) + "%" : "")) : bins.map((_, j) => (j === 0 ? "no per-transition counts" : "")));
+      text.push(f ? f.map((v) => (v >= 0.005 ? Math.round(v * 100) + "%" : "")) : bins.map(() => ""));
+      if (!f) {
+        noCounts.push({ x: (bins.length - 1) / 2, y: k, xref: "x", yref: "y", showarrow: false,
+          text: r.framework === "rllib" ? "RLlib does not count uses per transition: mean only" : "no per-transition counts: mean only",
+          font: { size: 11, color: "#6b7480" } });
+      }
       const m = r.replay_ratio;
       // The mean sits on the row's top edge, so it does not hide the cell's percentage.
       if (m !== null && m !== undefined) { meanX.push(binPos(m)); meanY.push(k + 0.42); meanText.push(labels[k] + "<br>mean uses " + fmt(m, 2)); }
@@ -392,6 +400,7 @@
         yaxis: { automargin: true, title: { text: "" }, showgrid: false, tickvals: rowsY, ticktext: labels,
           range: [-0.5, sorted.length - 0.5 + 0.1], zeroline: false },
         showlegend: true,
+        annotations: noCounts,
         shapes: splitAt === null ? [] : [splitLine(splitAt)],
       }));
   }
