@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ class RunDir:
         self.set_status("running")
 
     # --- metrics -----------------------------------------------------------------------------
-    def attach_telemetry(self, ray_metrics: bool = True) -> None:
+    def attach_telemetry(self, algo: str, env_id: str, ray_metrics: bool = True) -> None:
         """TensorBoard always; Ray's Prometheus metrics when running under ray.init."""
         from torch.utils.tensorboard import SummaryWriter
 
@@ -102,7 +103,7 @@ class RunDir:
         if ray_metrics:
             from cluster.telemetry import RayMetrics
 
-            self._ray_metrics = RayMetrics()
+            self._ray_metrics = RayMetrics(run=self.path.name, algo=algo, env=env_id)
 
     def log(self, row: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(row, default=_json_default) + "\n")
@@ -117,7 +118,15 @@ class RunDir:
     def set_status(self, status: str, error: str | None = None) -> None:
         tmp = self.path / ".status.json.tmp"
         tmp.write_text(
-            json.dumps({"status": status, "pid": os.getpid(), "updated": time.time(), "error": error})
+            json.dumps(
+                {
+                    "status": status,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "updated": time.time(),
+                    "error": error,
+                }
+            )
         )
         os.replace(tmp, self.path / "status.json")
 

@@ -147,7 +147,7 @@ def train(
     init_ray(run.address, run.num_cpus)
     s = open_session(run, algo_cfg, spec, resume_dir, quiet)
     s.t_start = t_start
-    s.rundir.attach_telemetry()
+    s.rundir.attach_telemetry(run.algo, run.env_id)
     if s.resumed_from:
         log.warning(
             "resuming %s from %s at %d env steps", run.run_dir, s.resumed_from.name, s.counters.env_steps
