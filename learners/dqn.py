@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agents.offpolicy import batch_to_tensors, polyak_update, weighted_mean
+from agents.offpolicy import batch_to_tensors, optimizer_step, polyak_update, weighted_mean
 from agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
+from agents.torch_utils import module_weights
 from core.types import Batch, Rollout
 from learners.registry import AlgoSpec, discrete_only
 from learners.returns import n_step_returns, td_target
@@ -45,13 +46,13 @@ class DQNConfig:
     """Dueling heads: Q = V + A - mean(A)."""
     double_q: bool = True
     """Double DQN: the online net picks a', the target net evaluates it."""
-    n_step: int = 1
+    n_step: int = 3
     """Steps folded into each transition by the workers (1: plain one-step targets)."""
     huber_delta: float = 1.0
     """Huber loss threshold (quadratic below, linear above)."""
     max_grad_norm: float = 10.0
     """Gradient clipping (global norm)."""
-    target_update_interval: int = 100
+    target_update_interval: int = 500
     """Updates between target-network updates."""
     tau: float = 1.0
     """Target update rate: 1.0 copies the online net; < 1 is a Polyak step every interval."""
@@ -67,14 +68,14 @@ class DQNConfig:
     """Ape-X base ε."""
     apex_alpha: float = 7.0
     """Ape-X exponent spread α."""
-    batch_size: int = 128
+    batch_size: int = 64
     """Transitions per gradient step."""
     replay_capacity: int = 100_000
     """Replay size in transitions."""
     min_size: int = 1_000
     """Replay size before the first gradient step."""
-    samples_per_insert: float = 32.0
-    """Target replay ratio: sampled transitions per inserted one (batch 128: a step per 4 env steps)."""
+    samples_per_insert: float = 64.0
+    """Target replay ratio: sampled transitions per inserted one (batch 64: a step per env step)."""
     weights_publish_interval: int = 10
     """Gradient steps between weight broadcasts to the workers."""
 
@@ -159,10 +160,7 @@ class DQNLearner:
             y = td_target(b.rewards, next_v, b.terminated, b.discount)
         loss = weighted_mean(F.huber_loss(q, y, reduction="none", delta=cfg.huber_delta), b.weights)
 
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
-        self.optim.step()
+        grad_norm = optimizer_step(self.optim, loss, self.q.parameters(), cfg.max_grad_norm)
         self.updates += 1
         if self.updates % cfg.target_update_interval == 0:
             polyak_update(self.q_target, self.q, cfg.tau)
@@ -179,7 +177,7 @@ class DQNLearner:
         }
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().numpy().copy() for k, v in self.q.state_dict().items()}
+        return module_weights(self.q)
 
     def state_dict(self) -> dict[str, Any]:
         return {
