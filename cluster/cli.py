@@ -43,12 +43,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
+    if args.replay is None and os.environ.get("TANDEM_REPLAY_URL"):
+        overrides["replay"] = os.environ["TANDEM_REPLAY_URL"]
     if args.resume:
         run_dir = Path(args.resume)
         run, algo_cfg, spec = load_run_config(run_dir)
         from cluster.config import split_overrides
 
         split_overrides(run, algo_cfg, overrides, "--set")
+        if run.replay and "***" in run.replay:
+            raise TandemError(
+                f"{run_dir} used a password-protected replay ({run.replay}); passwords are not stored: "
+                "pass --replay URL (or set TANDEM_REPLAY_URL) again to resume"
+            )
         run.run_dir = str(run_dir)
         out = train(run, algo_cfg, spec, resume_dir=run_dir, quiet=args.quiet)
     else:
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray")
     t.add_argument(
         "--replay",
-        help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... "
+        help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... (or TANDEM_REPLAY_URL) "
         "(default: a managed local redis-server)",
     )
     t.add_argument("--stop-return", type=float, help="stop once the mean of the last 20 returns reaches this")

@@ -147,6 +147,11 @@ def split_overrides(run: RunConfig, algo_cfg: Any, overrides: dict[str, Any], so
 def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     """The fully resolved config as written to config.yaml (and read back by --resume)."""
     d = dataclasses.asdict(run)
+    if d.get("replay") and "@" in d["replay"]:
+        # Never write a Redis password to disk; --resume asks for the URL again.
+        from replay.errors import redact
+
+        d["replay"] = redact(d["replay"])
     d["algo_config"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(algo_cfg).items()
     }

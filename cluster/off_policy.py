@@ -13,6 +13,7 @@ from ray.exceptions import RayActorError
 
 from cluster.group import WorkerGroup
 from cluster.session import Session
+from core.errors import TandemError
 
 log = logging.getLogger("tandem")
 
@@ -43,6 +44,12 @@ def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
     if url is None:
         from replay.server import ManagedRedis
 
+        if len([n for n in ray.nodes() if n.get("Alive")]) > 1:
+            raise TandemError(
+                "the managed local Redis listens on this machine's loopback, which workers on other "
+                "nodes cannot reach: pass --replay redis://HOST:PORT (a Redis every node can reach)"
+            )
+
         # Kept inside the run directory with AOF on, so that --resume finds the same buffer.
         server = ManagedRedis(dir=Path(run.run_dir) / "redis", aof=True)
         url = server.url
@@ -60,7 +67,9 @@ def train_off_policy(s: Session) -> None:
     # The slack must cover one sample batch plus one worker fragment's worth of samples, or
     # neither side could ever move (the learner waits for data, the workers for the learner).
     slack = 1.5 * (cfg.batch_size + chunk * cfg.samples_per_insert)
-    limiter = RateLimiter(min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack)
+    limiter = RateLimiter(
+        min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack
+    )
     if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
         limiter.observe_inserted(c.env_steps)
         limiter.record_sample(c.samples_trained)

@@ -41,3 +41,11 @@ def test_bad_input_gets_one_line_errors(algo, env, overrides, match):
 def test_set_needs_key_value():
     with pytest.raises(TandemError, match="expected key=value"):
         parse_set(["lr"])
+
+
+def test_config_yaml_never_holds_a_redis_password():
+    from cluster.config import to_yaml_dict
+
+    run, cfg, _ = resolve_config("qlearn", "FrozenLake-v1", {"replay": "redis://:s3cret@db:6379/0"})
+    assert "s3cret" not in str(to_yaml_dict(run, cfg))
+    assert run.replay == "redis://:s3cret@db:6379/0"  # the live config keeps it
