@@ -90,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
     t.add_argument("--workers", type=int, help="rollout worker actors (default 2)")
     t.add_argument("--envs-per-worker", type=int, help="sub-envs per worker (default 4)")
-    t.add_argument("--total-steps", type=int, help="env-step budget")
+    t.add_argument(
+        "--total-steps",
+        type=int,
+        help="env-step budget (default 100k, or the algorithm's tuned budget for the env)",
+    )
     t.add_argument("--seed", type=int)
     t.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     t.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray")

@@ -49,3 +49,9 @@ def test_config_yaml_never_holds_a_redis_password():
     run, cfg, _ = resolve_config("qlearn", "FrozenLake-v1", {"replay": "redis://:s3cret@db:6379/0"})
     assert "s3cret" not in str(to_yaml_dict(run, cfg))
     assert run.replay == "redis://:s3cret@db:6379/0"  # the live config keeps it
+
+
+def test_tuned_budget_is_a_default_the_user_can_override():
+    assert resolve_config("ppo", "CartPole-v1", {})[0].total_steps == 50_000
+    assert resolve_config("ppo", "CartPole-v1", {"total_steps": 123})[0].total_steps == 123
+    assert resolve_config("ppo", "Acrobot-v1", {})[0].total_steps == 100_000
