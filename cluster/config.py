@@ -45,6 +45,9 @@ class RunConfig:
     """Stop early once the mean return of the last 20 episodes reaches this."""
     checkpoint_every: int = 20
     """Checkpoint every N iterations (on-policy) or report intervals (off-policy)."""
+    learner_threads: int = 1
+    """torch intra-op threads for the learner; 1 leaves the other cores to the workers (on 2
+    cores, 2 threads made a DQN update 5x slower while workers were stepping)."""
     report_interval_s: float = 2.0
     """Seconds between metrics rows for the asynchronous off-policy driver."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -144,6 +144,9 @@ def train(
     from cluster.group import init_ray
 
     t_start = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(max(1, run.learner_threads))
     init_ray(run.address, run.num_cpus)
     s = open_session(run, algo_cfg, spec, resume_dir, quiet)
     s.t_start = t_start
