@@ -38,7 +38,7 @@ class DQNConfig:
     """Steps per sub-env per worker call (one replay write)."""
     gamma: float = 0.99
     """Discount γ."""
-    lr: float = 1e-3
+    lr: float = 5e-4
     """Adam step size."""
     hidden: tuple[int, ...] = (128, 128)
     """MLP hidden sizes of the Q network."""
@@ -52,7 +52,7 @@ class DQNConfig:
     """Huber loss threshold (quadratic below, linear above)."""
     max_grad_norm: float = 10.0
     """Gradient clipping (global norm)."""
-    target_update_interval: int = 500
+    target_update_interval: int = 250
     """Updates between target-network updates."""
     tau: float = 1.0
     """Target update rate: 1.0 copies the online net; < 1 is a Polyak step every interval."""
