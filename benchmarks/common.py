@@ -124,14 +124,22 @@ def median(xs: list[float | None]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def median_to_threshold(results: list[dict[str, Any]], key: str) -> float | None:
+    """Median over all seeds, a seed that never reached the threshold counting as +inf
+    (so 2 of 3 seeds reaching gives a finite median; 1 of 3 does not: None)."""
+    xs = sorted(r[key] if r["reached"] else float("inf") for r in results)
+    m = statistics.median(xs) if xs else float("inf")
+    return None if m == float("inf") else m
+
+
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over seeds; steps/wall to threshold count only seeds that reached it."""
+    """Medians over seeds (unreached seeds count as +inf for steps and wall time to threshold)."""
     reached = [r for r in results if r["reached"]]
     return {
         "seeds": len(results),
         "reached": len(reached),
-        "median_env_steps_to_threshold": median([r["env_steps"] for r in reached]) if reached else None,
-        "median_wall_s_to_threshold": median([r["wall_s"] for r in reached]) if reached else None,
+        "median_env_steps_to_threshold": median_to_threshold(results, "env_steps"),
+        "median_wall_s_to_threshold": median_to_threshold(results, "wall_s"),
         "median_final_return": median([r["final_return"] for r in results]),
         "median_replay_ratio": median([r["replay_ratio"] for r in results]),
         "median_process_s": median([r.get("process_s") for r in results]),
