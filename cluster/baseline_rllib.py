@@ -47,7 +47,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import statistics
 import time
 from collections.abc import Mapping
@@ -55,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cluster.rundir import default_run_dir, write_status
 
 try:
     from core.errors import TandemError as _UserError
@@ -338,33 +339,6 @@ class _RowMaker:
         )
 
 
-def _write_status(run_dir: Path, status: str, error: str | None = None) -> None:
-    tmp = run_dir / ".status.json.tmp"
-    tmp.write_text(
-        json.dumps(
-            {
-                "status": status,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "updated": time.time(),
-                "error": error,
-            }
-        )
-    )
-    os.replace(tmp, run_dir / "status.json")
-
-
-def _default_run_dir(algo: str, env_id: str, root: str | Path = "runs") -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe_env = env_id.replace("/", "_").replace(":", "_")
-    path = Path(root) / f"{algo}-{safe_env}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path(root) / f"{algo}-{safe_env}-{stamp}-{n}"
-    return path
-
-
 def _plain(obj):
     """YAML-safe copy (tuples -> lists, other objects -> str)."""
     if isinstance(obj, Mapping):
@@ -415,11 +389,11 @@ def run_rllib(
         gym.spec(env_id)
     except Exception as e:  # noqa: BLE001 - gymnasium's NameNotFound, VersionNotFound, ...
         raise BaselineError(f"unknown gymnasium env {env_id!r}: {e}") from None
-    run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(algo, env_id)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(algo, env_id)
     if (run_dir / "metrics.jsonl").exists():
         raise BaselineError(f"run directory {run_dir} already holds a run; choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_status(run_dir, "running")
+    write_status(run_dir, "running")
 
     import ray
 
@@ -462,13 +436,13 @@ def run_rllib(
             while True:
                 row = rows.row(algorithm.train())
                 out.write(json.dumps(row) + "\n")
-                _write_status(run_dir, "running")
+                write_status(run_dir, "running")
                 if row["env_steps"] >= total_steps or rows.reached(stop_return):
                     break
-        _write_status(run_dir, "finished")
+        write_status(run_dir, "finished")
     except BaseException as e:
         msg = f"{e.__class__.__name__}: {e}".strip()
-        _write_status(run_dir, "crashed", msg.splitlines()[0][:500] if msg else e.__class__.__name__)
+        write_status(run_dir, "crashed", msg.splitlines()[0][:500] if msg else e.__class__.__name__)
         raise
     finally:
         if algorithm is not None:

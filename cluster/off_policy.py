@@ -11,7 +11,6 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from cluster.group import WorkerGroup
 from cluster.session import Session
 from core.errors import TandemError
 
@@ -73,16 +72,7 @@ def train_off_policy(s: Session) -> None:
     if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
         limiter.observe_inserted(c.env_steps)
         limiter.record_sample(c.samples_trained)
-    group = WorkerGroup(
-        run.workers,
-        env_id=run.env_id,
-        num_envs=run.envs_per_worker,
-        algo=run.algo,
-        algo_config=cfg,
-        seed=s.worker_seed,
-        env_kwargs=run.env_kwargs,
-        replay=writer_spec,
-    )
+    group = s.start_workers(replay=writer_spec)
     weights = ray.put(learner.get_weights())
     inflight: dict[ray.ObjectRef, int] = {}
     idle: set[int] = set(group.alive)

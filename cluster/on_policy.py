@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ray
 
-from cluster.group import WorkerGroup
 from cluster.session import Session
 from core.types import concat_rollouts
 
@@ -14,15 +13,7 @@ def train_on_policy(s: Session) -> None:
     ``learner.update`` (which may reuse it for several epochs) and then dropped."""
     run, cfg = s.run_cfg, s.algo_cfg
     learner = s.learner
-    group = WorkerGroup(
-        run.workers,
-        env_id=run.env_id,
-        num_envs=run.envs_per_worker,
-        algo=run.algo,
-        algo_config=cfg,
-        seed=s.worker_seed,
-        env_kwargs=run.env_kwargs,
-    )
+    group = s.start_workers()
     c = s.counters
     weights = ray.put(learner.get_weights())  # one object in the store, shared by all workers
     with s.reporter() as rep:

@@ -56,6 +56,20 @@ def default_run_dir(algo: str, env_id: str, root: str | Path = "runs") -> Path:
     return path
 
 
+def write_status(run_dir: Path, status: str, error: str | None = None) -> None:
+    """status.json, replaced atomically: running | finished | crashed, with a heartbeat."""
+    tmp = run_dir / ".status.json.tmp"
+    payload = {
+        "status": status,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "updated": time.time(),
+        "error": error,
+    }
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, run_dir / "status.json")
+
+
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG state in types that ``torch.load(weights_only=True)`` accepts."""
     return {
@@ -116,19 +130,7 @@ class RunDir:
         self.set_status("running")
 
     def set_status(self, status: str, error: str | None = None) -> None:
-        tmp = self.path / ".status.json.tmp"
-        tmp.write_text(
-            json.dumps(
-                {
-                    "status": status,
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "updated": time.time(),
-                    "error": error,
-                }
-            )
-        )
-        os.replace(tmp, self.path / "status.json")
+        write_status(self.path, status, error)
 
     def close(self, status: str = "finished", error: str | None = None) -> None:
         self.set_status(status, error)

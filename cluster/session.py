@@ -75,6 +75,22 @@ class Session:
             else self.run_cfg.seed + 7919 * self.counters.iterations
         )
 
+    def start_workers(self, replay: dict[str, Any] | None = None):
+        """The run's rollout workers on Ray (``replay``: where they write, for off-policy)."""
+        from cluster.group import WorkerGroup
+
+        run = self.run_cfg
+        return WorkerGroup(
+            run.workers,
+            env_id=run.env_id,
+            num_envs=run.envs_per_worker,
+            algo=run.algo,
+            algo_config=self.algo_cfg,
+            seed=self.worker_seed,
+            env_kwargs=run.env_kwargs,
+            replay=replay,
+        )
+
     def log(self, row: dict[str, Any]) -> None:
         self.rundir.log(row)
 

@@ -81,3 +81,15 @@ def chi2_critical(df: int, p: float = 1e-4) -> float:
 @pytest.fixture(name="chi2_critical")
 def chi2_critical_fixture() -> Callable[..., float]:
     return chi2_critical
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """An embedded local Ray with 2 CPUs for one test module, shut down after it."""
+    import ray
+
+    from cluster.group import init_ray
+
+    init_ray(None, num_cpus=2)
+    yield
+    ray.shutdown()

@@ -5,19 +5,10 @@ import threading
 
 import numpy as np
 import pytest
-import ray
 
-from cluster.group import init_ray
 from cluster.session import resolve_config, train
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    init_ray(None, num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def rows(run_dir):

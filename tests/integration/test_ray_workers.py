@@ -15,13 +15,6 @@ from learners.ppo import PPOConfig
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    init_ray(None, num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def test_init_ray_rejects_an_unreachable_address():
     from core.errors import TandemError
 
