@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--only", nargs="*", default=list(CASES))
     ap.add_argument("--skip-rllib", action="store_true")
+    ap.add_argument("--rllib-seeds", type=int, default=None, help="RLlib seeds (default: --seeds)")
     ap.add_argument("--replay", default=None, help="memory | redis://... (default: managed local Redis)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
@@ -71,7 +72,7 @@ def main() -> None:
         )
         if case["rllib"] and not args.skip_rllib:
             theirs = []
-            for seed in range(args.seeds):
+            for seed in range(args.rllib_seeds or args.seeds):
                 run_dir, secs = run_rllib(
                     case["rllib"], case["env_id"], seed, case["budget"], None, workers=1
                 )
