@@ -74,6 +74,12 @@ class DQNConfig:
     """Replay size in transitions."""
     min_size: int = 1_000
     """Replay size before the first gradient step."""
+    prioritized: bool = False
+    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
+    priority_alpha: float = 0.6
+    """Priority exponent α (0: uniform)."""
+    priority_beta: float = 0.4
+    """Importance-sampling exponent β."""
     samples_per_insert: float = 64.0
     """Target replay ratio: sampled transitions per inserted one (batch 64: a step per env step)."""
     weights_publish_interval: int = 10

@@ -65,6 +65,12 @@ class TD3Config:
     """Replay size in transitions (more than any judged budget; the papers use 1M)."""
     min_size: int = 5_000
     """Replay size before the first gradient step (collected with uniform random actions)."""
+    prioritized: bool = False
+    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
+    priority_alpha: float = 0.6
+    """Priority exponent α (0: uniform)."""
+    priority_beta: float = 0.4
+    """Importance-sampling exponent β."""
     samples_per_insert: float = 256.0
     """Target replay ratio: 256 with batch 256 is one critic step per env step (the paper's)."""
     weights_publish_interval: int = 20
