@@ -8,15 +8,12 @@ and point the dashboard at bad input. A full-page screenshot is saved to $TANDEM
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
 from cluster.dashboard import make_server
-from cluster.report import CHROMIUM_ARGS, find_chromium
 from tests.fixtures.runs.make_fixtures import RUNNING, copy_runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -25,25 +22,6 @@ PPO0 = "ppo-CartPole-v1-20250101-100000"
 PG = "pg-CartPole-v1-20250101-110000"
 RETURN_CARTPOLE = "plot-return-CartPole-v1"
 RETURN_PENDULUM = "plot-return-Pendulum-v1"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    exe = find_chromium()
-    if exe is None:
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    path = Path(os.environ.get("TANDEM_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class Served:

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from cluster.cli_dashboard import main
-from cluster.report import CHROMIUM_ARGS, find_chromium
 from tests.fixtures.runs.make_fixtures import copy_runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 RETURN_CARTPOLE = "plot-return-CartPole-v1"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    exe = find_chromium()
-    if exe is None:
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    path = Path(os.environ.get("TANDEM_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="module")
