@@ -164,3 +164,29 @@ def test_corrupt_checkpoint_is_skipped_for_the_previous_one(ppo_run, tmp_path):
     else:
         p = tandem("eval", str(copy), "--episodes", "1")
         assert "skipped corrupt checkpoint" in p.stderr
+
+
+def test_off_policy_resume_finds_its_replay_buffer_again(tmp_path):
+    run_dir = tmp_path / "q"
+    common = ["--num-cpus", "2", "--quiet"]
+    tandem(
+        "train",
+        "--algo",
+        "qlearn",
+        "--env",
+        "FrozenLake-v1",
+        "--set",
+        "env_kwargs={is_slippery: false}",
+        "--total-steps",
+        "2000",
+        "--run-dir",
+        str(run_dir),
+        *common,
+    )
+    first = rows(run_dir)[-1]
+    assert (run_dir / "redis").is_dir()  # the managed Redis keeps its AOF in the run directory
+    tandem("train", "--resume", str(run_dir), "--total-steps", "4000", *common)
+    resumed = rows(run_dir)[-1]
+    assert resumed["grad_updates"] > first["grad_updates"]
+    # the buffer holds the first run's transitions plus the new ones, not only the new ones
+    assert resumed["replay/inserted"] > resumed["env_steps"] - first["env_steps"] + 0.9 * first["env_steps"]
