@@ -75,6 +75,7 @@ def train_off_policy(s: Session) -> None:
     group = s.start_workers(replay=writer_spec)
     weights = ray.put(learner.get_weights())
     inflight: dict[ray.ObjectRef, int] = {}
+    idle: set[int] = set(group.alive)
     last_report = time.monotonic()
     metrics: dict[str, float] = {}
     bs = cfg.batch_size
@@ -82,9 +83,11 @@ def train_off_policy(s: Session) -> None:
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop(rep):
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
-                for i in sorted(set(group.alive) - set(inflight.values())):
+                for i in sorted(idle | (set(group.alive) - set(inflight.values()) - idle)):
                     if not limiter.can_insert(chunk):
-                        break
+                        idle.add(i)
+                        continue
+                    idle.discard(i)
                     ref = group.call(
                         i, "collect", steps_per_call, weights, c.version, c.env_steps / run.total_steps
                     )
@@ -94,10 +97,12 @@ def train_off_policy(s: Session) -> None:
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0 if starved else 0)
                 for ref in ready:
                     i = inflight.pop(ref)
+                    idle.add(i)
                     try:
                         res = ray.get(ref)
                     except RayActorError as e:
                         group.park(i, e)
+                        idle.discard(i)
                         continue
                     if res["batch"] is not None:
                         buffer.add(res["batch"])
