@@ -109,12 +109,15 @@ def run_rllib(
     workers: int = 1,
     overrides: dict | None = None,
     timeout: float = 3600,
+    return_window: int = 20,
+    max_wall_s: float | None = None,
 ) -> tuple[Path, float]:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-rllib-{algo}-")) / "run"
     code = (
         "from cluster.baseline_rllib import run_rllib; "
         f"run_rllib({algo!r}, {env_id!r}, {total_steps}, {seed}, {str(run_dir)!r}, workers={workers}, "
-        f"stop_return={stop_return!r}, config_overrides={overrides!r})"
+        f"stop_return={stop_return!r}, config_overrides={overrides!r}, "
+        f"return_window={return_window}, max_wall_s={max_wall_s!r})"
     )
     return run_dir, _run([sys.executable, "-c", code], timeout)
 

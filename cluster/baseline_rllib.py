@@ -260,8 +260,9 @@ def _num(v) -> float | None:
 class _RowMaker:
     """Turns ``algo.train()`` results into metrics rows (see the module docstring)."""
 
-    def __init__(self, workers: int, t_start: float):
+    def __init__(self, workers: int, t_start: float, window: int = RETURN_WINDOW):
         self.workers = workers
+        self.window = window
         self.t_start = t_start
         self.grad_updates = 0.0
         self.last_t = t_start
@@ -281,7 +282,7 @@ class _RowMaker:
         # A single logged item comes back as a bare number, none as NaN or missing.
         rets = [rets] if not isinstance(rets, (list, tuple)) else rets
         rets = [r for r in (_num(x) for x in rets) if r is not None]
-        self.recent = (self.recent + rets)[-RETURN_WINDOW:]
+        self.recent = (self.recent + rets)[-self.window :]
         trained = _num(_get(learners, "__all_modules__/num_module_steps_trained_lifetime")) or 0.0
         for mid, m in learners.items():
             if mid == "__all_modules__" or not isinstance(m, Mapping):
@@ -334,7 +335,7 @@ class _RowMaker:
     def reached(self, stop_return: float | None) -> bool:
         return (
             stop_return is not None
-            and len(self.recent) >= RETURN_WINDOW
+            and len(self.recent) >= self.window
             and statistics.fmean(self.recent) >= stop_return
         )
 
@@ -363,15 +364,18 @@ def run_rllib(
     address: str | None = None,
     num_cpus: int | None = None,
     envs_per_worker: int = 1,
+    return_window: int = RETURN_WINDOW,
+    max_wall_s: float | None = None,
 ) -> Path:
     """Train RLlib's ``algo`` on ``env_id`` and write a Tandem run directory; returns its path.
 
     ``run_dir`` is the run directory itself (created; default ``runs/<algo>-<env>-<time>``).
     ``workers`` is RLlib's ``num_env_runners``. Ray is started with ``num_cpus`` (default
     ``workers + 1``, at least 2) unless it is already running or ``address`` names a cluster.
-    Training stops at ``total_steps`` env steps or when the mean of the last 20 episode
-    returns reaches ``stop_return``. ``config_overrides`` changes the tuned hyperparameters
-    (see :func:`tuned_hyperparameters`).
+    Training stops at ``total_steps`` env steps, when the mean of the last ``return_window``
+    episode returns reaches ``stop_return``, or after ``max_wall_s`` seconds (counted from the
+    call, like the rows' wall time), whichever comes first. ``config_overrides`` changes the
+    tuned hyperparameters (see :func:`tuned_hyperparameters`).
 
     On an error during training the run is marked crashed (with the error) and the error
     propagates; a request RLlib cannot build (unknown env, bad override) raises
@@ -416,6 +420,8 @@ def run_rllib(
             "envs_per_worker": envs_per_worker,
             "total_steps": total_steps,
             "stop_return": stop_return,
+            "return_window": return_window,
+            "max_wall_s": max_wall_s,
             "framework": "rllib",
             "rllib_version": ray.__version__,
             "hyperparameters_from": hp.get("source"),
@@ -431,13 +437,14 @@ def run_rllib(
             lines = str(root).strip().splitlines()
             why = f"{root.__class__.__name__}: {lines[-1][:300]}" if lines else root.__class__.__name__
             raise BaselineError(f"RLlib cannot build {algo} on {env_id}: {why}") from e
-        rows = _RowMaker(workers, t_start)
+        rows = _RowMaker(workers, t_start, return_window)
         with open(run_dir / "metrics.jsonl", "a", buffering=1) as out:
             while True:
                 row = rows.row(algorithm.train())
                 out.write(json.dumps(row) + "\n")
                 write_status(run_dir, "running")
-                if row["env_steps"] >= total_steps or rows.reached(stop_return):
+                out_of_time = max_wall_s is not None and time.perf_counter() - t_start >= max_wall_s
+                if row["env_steps"] >= total_steps or rows.reached(stop_return) or out_of_time:
                     break
         write_status(run_dir, "finished")
     except BaseException as e:

@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... (or TANDEM_REPLAY_URL) "
         "(default: a managed local redis-server)",
     )
-    t.add_argument("--stop-return", type=float, help="stop once the mean of the last 20 returns reaches this")
+    t.add_argument(
+        "--stop-return",
+        type=float,
+        help="stop once the mean of the last return_window (default 20) episode returns reaches this",
+    )
     t.add_argument("--config", help="YAML file of config keys")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--run-dir", help="output directory (default runs/<algo>-<env>-<time>)")

@@ -118,8 +118,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stop-return",
         type=float,
         default=None,
-        help="stop once the mean of the last 20 episode returns reaches this",
+        help="stop once the mean of the last --return-window episode returns reaches this",
     )
+    q.add_argument(
+        "--return-window", type=_positive_int, default=20, help="episodes in the trailing mean (default: 20)"
+    )
+    q.add_argument("--max-wall-s", type=float, default=None, help="stop after this many seconds")
     q.add_argument("--address", default=None, help="Ray address to join (default: start a local Ray)")
     q.set_defaults(func=cmd_baseline_rllib)
 
@@ -184,6 +188,8 @@ def cmd_baseline_rllib(args: argparse.Namespace) -> int:
             workers=args.workers,
             stop_return=args.stop_return,
             address=args.address,
+            return_window=args.return_window,
+            max_wall_s=args.max_wall_s,
         )
     except BaselineError as e:
         return _fail("baseline rllib", str(e))

@@ -42,7 +42,10 @@ class RunConfig:
     replay_name: str | None = None
     """Redis buffer name (default: the run directory's name); runs that share it share data."""
     stop_return: float | None = None
-    """Stop early once the mean return of the last 20 episodes reaches this."""
+    """Stop early once the mean return of the last ``return_window`` episodes reaches this."""
+    return_window: int = 20
+    """Episodes in the trailing mean (console, return_mean_window, stop_return); 5 suits
+    1000-step MuJoCo episodes, where 20 episodes span 20k env steps."""
     checkpoint_every: int = 20
     """Checkpoint every N iterations (on-policy) or report intervals (off-policy)."""
     learner_threads: int = 1

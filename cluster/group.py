@@ -12,6 +12,8 @@ from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cluster.worker import RolloutWorker
 from core.errors import TandemError
@@ -64,27 +66,56 @@ class WorkerGroup:
     restarted incarnation answers, and only then gets work again.
     """
 
-    def __init__(self, num_workers: int, **worker_kwargs: Any):
+    def __init__(self, num_workers: int, start_timeout_s: float = 600, **worker_kwargs: Any):
         total_cpus = float(ray.cluster_resources().get("CPU", 1))
         # Oversubscription is allowed on purpose (16 workers on 2 cores still run, just slower).
         cpus = min(1.0, total_cpus / max(num_workers, 1))
-        remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
         self.num_workers = num_workers
-        self.actors = [
-            remote_cls.options(scheduling_strategy="SPREAD").remote(
-                worker_index=i, num_workers=num_workers, **worker_kwargs
-            )
-            for i in range(num_workers)
-        ]
         self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
         self.restarts = 0
+        # One placement group reserves every worker's CPUs at once. Placing actors one by one
+        # deadlocked when two runs shared a cluster too small for both: each got some of its
+        # workers and waited forever for the rest. Now the second run waits for the first.
+        self.pg = placement_group([{"CPU": cpus}] * num_workers, strategy="SPREAD")
+        self._wait_for_placement(cpus, start_timeout_s)
+        remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
+        self.actors = [
+            remote_cls.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
+            ).remote(worker_index=i, num_workers=num_workers, **worker_kwargs)
+            for i in range(num_workers)
+        ]
         # Fail now, with the worker's own error, if the workers cannot even start (bad env kwargs...).
         try:
-            ray.get([a.ping.remote() for a in self.actors], timeout=300)
-        except RayTaskError as e:
-            raise TandemError(f"rollout workers failed to start: {e.cause}") from None
-        except RayActorError as e:
-            raise TandemError(f"rollout workers failed to start: {str(e).splitlines()[0]}") from None
+            ray.get([a.ping.remote() for a in self.actors], timeout=start_timeout_s)
+        except (RayTaskError, RayActorError, GetTimeoutError) as e:
+            self.shutdown()
+            why = e.cause if isinstance(e, RayTaskError) else str(e).splitlines()[0]
+            raise TandemError(f"rollout workers failed to start: {why}") from None
+
+    def _wait_for_placement(self, cpus: float, timeout_s: float) -> None:
+        """Block until the cluster has reserved every worker's CPUs; say so if that takes a while."""
+        ready = self.pg.ready()
+        try:
+            ray.get(ready, timeout=10)
+            return
+        except GetTimeoutError:
+            free = ray.available_resources().get("CPU", 0.0)
+            log.warning(
+                "waiting for %d x %.2f CPUs for the rollout workers (%.1f free now): another job "
+                "holds them, or the cluster is scaling up",
+                self.num_workers,
+                cpus,
+                free,
+            )
+        try:
+            ray.get(ready, timeout=max(timeout_s - 10, 1))
+        except GetTimeoutError:
+            remove_placement_group(self.pg)
+            raise TandemError(
+                f"the Ray cluster could not reserve {self.num_workers} x {cpus:.2f} CPUs for the rollout "
+                f"workers within {timeout_s:.0f} s: free CPUs, or lower --workers"
+            ) from None
 
     @property
     def alive(self) -> list[int]:
@@ -135,3 +166,4 @@ class WorkerGroup:
     def shutdown(self) -> None:
         for a in self.actors:
             ray.kill(a, no_restart=True)
+        remove_placement_group(self.pg)

@@ -94,7 +94,14 @@ def train_off_policy(s: Session) -> None:
                     inflight[ref] = i
                 # 2. take in finished fragments; block only when the learner may not sample
                 starved = not limiter.can_sample(bs) or len(buffer) < cfg.min_size
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0 if starved else 0)
+                if inflight:
+                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0 if starved else 0)
+                else:
+                    # Nothing to wait on (the Redis mirror is still catching up with what the
+                    # workers wrote, or every worker is parked): ray.wait([]) would return at once.
+                    ready = []
+                    if starved:
+                        time.sleep(0.01)
                 for ref in ready:
                     i = inflight.pop(ref)
                     idle.add(i)

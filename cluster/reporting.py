@@ -26,8 +26,10 @@ class Reporter:
         title: str,
         quiet: bool = False,
         t_start: float | None = None,
+        window: int = RETURN_WINDOW,
     ):
         self.c = counters
+        self.window = window
         self.total = total_steps
         # Wall time counts from process start-up (Ray init, worker spawn), not from the first batch.
         self._t0 = (t_start or time.perf_counter()) - counters.wall_time_s
@@ -68,7 +70,7 @@ class Reporter:
         self._worker_steps[worker_index] = self._worker_steps.get(worker_index, 0) + env_steps
         self._returns.extend(float(r) for r in returns)
         self.c.episodes += len(returns)
-        self.c.recent_returns = (self.c.recent_returns + [float(r) for r in returns])[-RETURN_WINDOW:]
+        self.c.recent_returns = (self.c.recent_returns + [float(r) for r in returns])[-self.window :]
         self._lags.append(policy_lag)
 
     @property

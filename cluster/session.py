@@ -49,6 +49,8 @@ def resolve_config(
         raise TandemError("--workers and --envs-per-worker must be at least 1")
     if run.total_steps < 1:
         raise TandemError("--total-steps must be positive")
+    if run.return_window < 1:
+        raise TandemError("return_window must be at least 1 episode: --set return_window=20")
     return run, algo_cfg, spec
 
 
@@ -99,11 +101,18 @@ class Session:
 
     def reporter(self) -> Reporter:
         run = self.run_cfg
-        return Reporter(self.counters, run.total_steps, f"{run.algo} {run.env_id}", self.quiet, self.t_start)
+        return Reporter(
+            self.counters,
+            run.total_steps,
+            f"{run.algo} {run.env_id}",
+            self.quiet,
+            self.t_start,
+            window=run.return_window,
+        )
 
     def should_stop(self, rep: Reporter) -> bool:
         target = self.run_cfg.stop_return
-        if target is None or len(self.counters.recent_returns) < 20:
+        if target is None or len(self.counters.recent_returns) < self.run_cfg.return_window:
             return False
         return (rep.recent_mean or float("-inf")) >= target
 

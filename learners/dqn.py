@@ -40,6 +40,9 @@ class DQNConfig:
     """Discount γ."""
     lr: float = 5e-4
     """Adam step size."""
+    lr_final: float | None = None
+    """Step size at the end of the env-step budget, reached linearly from ``lr``; None keeps
+    ``lr``. Decaying it stops late updates from undoing a solved policy."""
     hidden: tuple[int, ...] = (128, 128)
     """MLP hidden sizes of the Q network."""
     dueling: bool = False
@@ -149,10 +152,13 @@ class DQNLearner:
         self.last_priorities: np.ndarray | None = None
 
     def set_progress(self, fraction: float) -> None:
-        """Only for reporting: the ε the workers act with at this point of the run."""
-        self.epsilon = linear_schedule(
-            self.cfg.epsilon_start, self.cfg.epsilon_end, self.cfg.exploration_fraction, fraction
-        )
+        """The learning-rate schedule, and (for reporting) the ε the workers act with now."""
+        cfg = self.cfg
+        self.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.exploration_fraction, fraction)
+        if cfg.lr_final is not None:
+            lr = linear_schedule(cfg.lr, cfg.lr_final, 1.0, fraction)
+            for group in self.optim.param_groups:
+                group["lr"] = lr
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg

@@ -75,3 +75,38 @@ def test_weights_are_one_object_shared_by_all_workers(local_ray):
         for k in w:
             np.testing.assert_array_equal(g[k], w[k])
     group.shutdown()
+
+
+def test_a_second_group_waits_for_the_cpus_instead_of_deadlocking(local_ray):
+    """Two runs on a cluster too small for both: the second takes all its CPUs or none.
+
+    Placing actors one at a time let each of two runs hold one of the two CPUs and wait
+    forever for the other one (the start-up hang of two drivers in one process).
+    """
+    import threading
+
+    kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=2)
+    first = WorkerGroup(2, **kwargs)
+    second: list[WorkerGroup] = []
+    t = threading.Thread(target=lambda: second.append(WorkerGroup(2, **kwargs)), daemon=True)
+    t.start()
+    t.join(timeout=5)
+    assert t.is_alive(), "the second group cannot have its CPUs while the first holds them"
+    assert first.call_all("sample", 2, ray.put(_policy_weights()), 0), "the first group must still work"
+    first.shutdown()
+    t.join(timeout=120)
+    assert second, "the second group should start once the first one released its CPUs"
+    assert len(second[0].call_all("sample", 2, ray.put(_policy_weights()), 0)) == 2
+    second[0].shutdown()
+
+
+def test_a_cluster_that_cannot_place_the_workers_fails_with_one_line(local_ray):
+    from core.errors import TandemError
+
+    kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=3)
+    first = WorkerGroup(2, **kwargs)
+    try:
+        with pytest.raises(TandemError, match=r"could not reserve 2 x 1.00 CPUs .* lower --workers"):
+            WorkerGroup(2, start_timeout_s=12, **kwargs)
+    finally:
+        first.shutdown()
