@@ -54,6 +54,12 @@ def main() -> None:
         help="stop each RLlib seed after this many times Tandem's median wall time to the threshold "
         "(the target is Tandem <= 0.5x RLlib, so 2.5 settles it either way); 0: no cap",
     )
+    ap.add_argument(
+        "--skip-tandem",
+        action="store_true",
+        help="RLlib only (give its wall-time cap with --rllib-wall-cap-s, e.g. from an earlier Tandem run)",
+    )
+    ap.add_argument("--rllib-wall-cap-s", type=float, default=None, help="RLlib wall-time cap in seconds")
     ap.add_argument("--replay", default=None, help="memory | redis://... (default: managed local Redis)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument(
@@ -80,33 +86,37 @@ def run_case(name: str, case: dict, args: argparse.Namespace) -> dict:
     window = case.get("window", 20)
     stop = None if args.full_budget else case["threshold"]
     extra = ["--replay", args.replay] if args.replay else []
-    ours = []
-    for seed in range(args.seeds):
-        run_dir, secs = run_tandem(
-            case["algo"],
-            case["env_id"],
-            seed,
-            case["budget"],
-            stop,
-            workers=args.workers,
-            envs_per_worker=1,
-            sets=[f"return_window={window}", *args.set],
-            extra=extra,
+    entry: dict = {"threshold": case["threshold"], "budget": case["budget"], "window": window}
+    ours_wall = None
+    if not args.skip_tandem:
+        ours = []
+        for seed in range(args.seeds):
+            run_dir, secs = run_tandem(
+                case["algo"],
+                case["env_id"],
+                seed,
+                case["budget"],
+                stop,
+                workers=args.workers,
+                envs_per_worker=1,
+                sets=[f"return_window={window}", *args.set],
+                extra=extra,
+            )
+            res = rolling_threshold(run_dir, case["threshold"], window)
+            res.update(process_s=round(secs, 2), run_dir=str(run_dir))
+            ours.append(res)
+            print(json.dumps({name: {"tandem_seed": seed, **res}}), flush=True)
+        t = entry["tandem"] = summarize(ours)
+        entry["meets_step_target"] = (
+            t["median_env_steps_to_threshold"] is not None
+            and t["median_env_steps_to_threshold"] <= case["budget"]
         )
-        res = rolling_threshold(run_dir, case["threshold"], window)
-        res.update(process_s=round(secs, 2), run_dir=str(run_dir))
-        ours.append(res)
-        print(json.dumps({name: {"tandem_seed": seed, **res}}), flush=True)
-    t = summarize(ours)
-    entry: dict = {"tandem": t, "threshold": case["threshold"], "budget": case["budget"], "window": window}
-    entry["meets_step_target"] = (
-        t["median_env_steps_to_threshold"] is not None
-        and t["median_env_steps_to_threshold"] <= case["budget"]
-    )
+        ours_wall = t["median_wall_s_to_threshold"] or t["median_process_s"]
     if not case["rllib"] or args.skip_rllib:
         return entry
-    ours_wall = t["median_wall_s_to_threshold"] or t["median_process_s"]
-    cap = args.rllib_wall_factor * ours_wall if args.rllib_wall_factor > 0 else None
+    cap = args.rllib_wall_cap_s
+    if cap is None and ours_wall is not None and args.rllib_wall_factor > 0:
+        cap = args.rllib_wall_factor * ours_wall
     theirs = []
     for seed in range(args.rllib_seeds or args.seeds):
         run_dir, secs = run_rllib(
@@ -126,6 +136,8 @@ def run_case(name: str, case: dict, args: argparse.Namespace) -> dict:
     r = entry["rllib"] = summarize(theirs)
     entry["rllib_wall_cap_s"] = cap
     theirs_wall = r["median_wall_s_to_threshold"]
+    if ours_wall is None:
+        return entry
     if theirs_wall is not None:
         entry["wall_ratio_tandem_over_rllib"] = round(ours_wall / theirs_wall, 3)
     else:

@@ -190,3 +190,47 @@ def test_off_policy_resume_finds_its_replay_buffer_again(tmp_path):
     assert resumed["grad_updates"] > first["grad_updates"]
     # the buffer holds the first run's transitions plus the new ones, not only the new ones
     assert resumed["replay/inserted"] > resumed["env_steps"] - first["env_steps"] + 0.9 * first["env_steps"]
+
+
+@pytest.mark.parametrize(
+    "algo, env, sets",
+    [
+        ("dqn", "CartPole-v1", ["batch_size=32", "hidden=[32]"]),
+        ("sac", "Pendulum-v1", ["batch_size=32", "hidden=[32]"]),
+        ("td3", "Pendulum-v1", ["batch_size=32", "hidden=[32]"]),
+        # Hopper terminates when it falls, HalfCheetah only truncates: both bootstrap paths.
+        ("sac", "Hopper-v5", ["batch_size=32", "hidden=[32]"]),
+        ("td3", "HalfCheetah-v5", ["batch_size=32", "hidden=[32]"]),
+        ("qlearn", "Taxi-v3", []),
+        ("qlearn", "CliffWalking-v1", ["exploration=count_sqrt"]),
+        ("qeval", "FrozenLake-v1", []),
+    ],
+)
+def test_each_off_policy_algorithm_trains_through_the_cli(tmp_path, algo, env, sets):
+    """A short run per algorithm on the default managed Redis: rows, updates, reuse, checkpoint."""
+    run_dir = tmp_path / "run"
+    extra = [x for s in ["min_size=200", "samples_per_insert=16", *sets] for x in ("--set", s)]
+    tandem(
+        "train",
+        "--algo",
+        algo,
+        "--env",
+        env,
+        "--workers",
+        "2",
+        "--total-steps",
+        "1200",
+        "--num-cpus",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        *extra,
+    )
+    last = rows(run_dir)[-1]
+    assert last["env_steps"] >= 1200 and last["grad_updates"] > 0
+    assert set(METRIC_FIELDS) <= set(last)
+    assert last["replay_ratio"] > 1.0, "off-policy learners sample each transition more than once"
+    assert last["replay_size"] >= 1000
+    assert sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"

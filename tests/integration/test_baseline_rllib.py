@@ -59,6 +59,29 @@ def test_tiny_rllib_ppo_run_writes_tandem_run_dir(tmp_path):
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "finished" and status["error"] is None
 
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_rllib_run_stops_at_its_wall_time_cap(tmp_path):
+    """The benchmark caps RLlib's seeds at a multiple of Tandem's time: the cap must hold."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    run_dir = run_rllib(
+        "ppo",
+        "CartPole-v1",
+        total_steps=100_000,
+        seed=0,
+        run_dir=tmp_path / "run",
+        config_overrides={"train_batch_size_per_learner": 500, "minibatch_size": 125},
+        max_wall_s=0.001,
+    )
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in rows] == [500], "one iteration, then the cap stops the run"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["max_wall_s"] == 0.001
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+
     # The dashboard reads it like a Tandem run.
     store = RunStore([tmp_path / "runs"])
     store.refresh()
@@ -105,6 +128,12 @@ def test_row_maker_fields_and_stop_rule():
     rows.row(_result(4000, [200.0], 12800))
     assert rows.reached(100.0) and not rows.reached(250.0)
     assert not rows.reached(None)
+
+    short = _RowMaker(workers=2, t_start=0.0, window=2)
+    short.row(_result(1000, [0.0, 300.0], 3200))
+    assert short.reached(150.0)
+    short.row(_result(2000, [100.0], 6400))
+    assert short.recent == [300.0, 100.0] and short.reached(200.0) and not short.reached(201.0)
 
 
 def test_tuned_hyperparameters_and_overrides():

@@ -14,14 +14,14 @@ def rows(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def qlearn_run(tmp_path, name, redis_url, replay_name, steps=6000, seed=0, spi=8.0):
+def qlearn_run(tmp_path, name, redis_url, replay_name, steps=6000, seed=0, spi=8.0, workers=2):
     run, cfg, spec = resolve_config(
         "qlearn",
         "FrozenLake-v1",
         {
             "env_kwargs": {"is_slippery": False},
             "total_steps": steps,
-            "workers": 2,
+            "workers": workers,
             "envs_per_worker": 2,
             "seed": seed,
             "run_dir": str(tmp_path / name),
@@ -53,22 +53,28 @@ def test_transitions_flow_learning_waits_for_min_size_and_ratio_holds(
     assert last["workers"] == 2 and len(last["worker_env_steps_per_s"]) >= 1
 
 
+@pytest.mark.timeout(240)
 def test_two_learners_share_one_redis_buffer(local_ray, tmp_path, redis_url, replay_name):
+    import threading
+
     outs, errors = {}, []
 
     def go(name, seed):
         try:
             run, cfg, spec = qlearn_run(
-                tmp_path, name, redis_url, replay_name, steps=4000, seed=seed, spi=4.0
+                tmp_path, name, redis_url, replay_name, steps=4000, seed=seed, spi=4.0, workers=1
             )
             outs[name] = train(run, cfg, spec, quiet=True)
         except Exception as e:  # surfaced below
             errors.append(e)
 
-    # One after the other in this process: two drivers in threads of one process hung at start-up
-    # once in CI (separate processes, as users run them, share one buffer the same way).
-    for name, seed in (("x", 1), ("y", 2)):
-        go(name, seed)
+    # Two drivers at once, one worker each so that both fit on the test's 2-CPU Ray.
+    threads = [threading.Thread(target=go, args=a) for a in (("x", 1), ("y", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=200)
+    assert not any(t.is_alive() for t in threads), "a learner hung"
     assert not errors, errors
     x, y = rows(outs["x"])[-1], rows(outs["y"])[-1]
     # each learner's buffer holds both runs' transitions: more than its own workers wrote

@@ -28,6 +28,7 @@ def test_set_values_are_parsed_and_typed():
         ("nope", "CartPole-v1", {}, "unknown algorithm 'nope'"),
         ("ppo", "CartPole-v1", {"learning_rate": 1}, "unknown --set key 'learning_rate'"),
         ("ppo", "CartPole-v1", {"epochs": "many"}, "expected int"),
+        ("sac", "Pendulum-v1", {"return_window": 0}, "return_window must be at least 1"),
         ("pg", "CartPole-v1", {"return_type": "x"}, "choose one of"),
         ("ppo", "CartPole-v1", {"workers": 0}, "at least 1"),
     ],
@@ -55,3 +56,23 @@ def test_tuned_budget_is_a_default_the_user_can_override():
     assert resolve_config("ppo", "CartPole-v1", {})[0].total_steps == 50_000
     assert resolve_config("ppo", "CartPole-v1", {"total_steps": 123})[0].total_steps == 123
     assert resolve_config("ppo", "Acrobot-v1", {})[0].total_steps == 100_000
+
+
+def test_stop_return_uses_the_trailing_return_window():
+    from types import SimpleNamespace
+
+    from cluster.reporting import Reporter
+    from cluster.rundir import Counters
+    from cluster.session import Session
+
+    run, _, _ = resolve_config("sac", "Pendulum-v1", {"return_window": 3, "stop_return": -200.0})
+    counters = Counters()
+    rep = Reporter(counters, run.total_steps, "t", quiet=True, window=run.return_window)
+    session = SimpleNamespace(run_cfg=run, counters=counters)
+    rep.collected(0, 10, [-900.0, -150.0], 0)
+    assert not Session.should_stop(session, rep), "two episodes do not fill a window of three"
+    rep.collected(0, 10, [-150.0], 0)
+    assert not Session.should_stop(session, rep), "mean(-900, -150, -150) = -400 is below -200"
+    rep.collected(1, 10, [-100.0], 0)
+    assert counters.recent_returns == [-150.0, -150.0, -100.0]
+    assert Session.should_stop(session, rep)
