@@ -59,6 +59,14 @@ def test_tiny_rllib_ppo_run_writes_tandem_run_dir(tmp_path):
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "finished" and status["error"] is None
 
+    # The dashboard reads it like a Tandem run.
+    store = RunStore([tmp_path / "runs"])
+    store.refresh()
+    (summary,) = store.runs_json()["runs"]
+    assert summary["framework"] == "rllib" and summary["status"] == "finished"
+    assert summary["issues"] == [] and summary["rows"] == 2
+    assert summary["reuse"]["kind"] == "derived"
+
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
@@ -81,14 +89,6 @@ def test_rllib_run_stops_at_its_wall_time_cap(tmp_path):
     assert [r["env_steps"] for r in rows] == [500], "one iteration, then the cap stops the run"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["max_wall_s"] == 0.001
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
-
-    # The dashboard reads it like a Tandem run.
-    store = RunStore([tmp_path / "runs"])
-    store.refresh()
-    (summary,) = store.runs_json()["runs"]
-    assert summary["framework"] == "rllib" and summary["status"] == "finished"
-    assert summary["issues"] == [] and summary["rows"] == 2
-    assert summary["reuse"]["kind"] == "derived"
 
 
 def _result(steps: float, returns, trained: float, seq=(3, 2)) -> dict:

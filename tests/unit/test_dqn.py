@@ -186,6 +186,17 @@ def test_policy_anneals_and_apex_epsilons_are_fixed():
     np.testing.assert_array_equal(actions, expected)
 
 
+def test_learning_rate_decays_to_lr_final_over_the_budget():
+    spec = get_algo("dqn")
+    constant = spec.make_learner(OBS, ACT, DQNConfig(hidden=(8,), lr=1e-3))
+    constant.set_progress(0.5)
+    assert constant.optim.param_groups[0]["lr"] == 1e-3
+    decayed = spec.make_learner(OBS, ACT, DQNConfig(hidden=(8,), lr=1e-3, lr_final=1e-4))
+    for progress, lr in [(0.0, 1e-3), (0.5, 5.5e-4), (1.0, 1e-4), (1.3, 1e-4)]:
+        decayed.set_progress(progress)
+        assert decayed.optim.param_groups[0]["lr"] == pytest.approx(lr)
+
+
 def test_state_dict_round_trip_with_weights_only_and_spaces():
     spec = get_algo("dqn")
     cfg = DQNConfig(hidden=(8,), dueling=True, n_step=3)
