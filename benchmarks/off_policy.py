@@ -81,6 +81,14 @@ def main() -> None:
     print(json.dumps(out, indent=1))
 
 
+def score(name: str, side: str, seed: int, run_dir, secs: float, threshold: float, window: int) -> dict:
+    """One seed's result (the shared threshold rule), printed as soon as it is known."""
+    res = rolling_threshold(run_dir, threshold, window)
+    res.update(process_s=round(secs, 2), run_dir=str(run_dir))
+    print(json.dumps({name: {f"{side}_seed": seed, **res}}), flush=True)
+    return res
+
+
 def run_case(name: str, case: dict, args: argparse.Namespace) -> dict:
     """Tandem's seeds, then RLlib's seeds capped at a multiple of Tandem's wall time."""
     window = case.get("window", 20)
@@ -102,10 +110,7 @@ def run_case(name: str, case: dict, args: argparse.Namespace) -> dict:
                 sets=[f"return_window={window}", *args.set],
                 extra=extra,
             )
-            res = rolling_threshold(run_dir, case["threshold"], window)
-            res.update(process_s=round(secs, 2), run_dir=str(run_dir))
-            ours.append(res)
-            print(json.dumps({name: {"tandem_seed": seed, **res}}), flush=True)
+            ours.append(score(name, "tandem", seed, run_dir, secs, case["threshold"], window))
         t = entry["tandem"] = summarize(ours)
         entry["meets_step_target"] = (
             t["median_env_steps_to_threshold"] is not None
@@ -129,10 +134,7 @@ def run_case(name: str, case: dict, args: argparse.Namespace) -> dict:
             return_window=window,
             max_wall_s=cap,
         )
-        res = rolling_threshold(run_dir, case["threshold"], window)
-        res.update(process_s=round(secs, 2), run_dir=str(run_dir))
-        theirs.append(res)
-        print(json.dumps({name: {"rllib_seed": seed, **res}}), flush=True)
+        theirs.append(score(name, "rllib", seed, run_dir, secs, case["threshold"], window))
     r = entry["rllib"] = summarize(theirs)
     entry["rllib_wall_cap_s"] = cap
     theirs_wall = r["median_wall_s_to_threshold"]

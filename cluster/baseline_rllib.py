@@ -55,6 +55,7 @@ from typing import Any
 
 import yaml
 
+from cluster.reporting import RETURN_WINDOW, window_reached
 from cluster.rundir import default_run_dir, write_status
 
 try:
@@ -62,8 +63,6 @@ try:
 except ImportError:  # pragma: no cover
     _UserError = Exception  # type: ignore[assignment,misc]
 
-RETURN_WINDOW = 20
-"""Episodes in the stop rule's mean (the same as Tandem's driver)."""
 
 EPISODE_RETURNS_KEY = "tandem_episode_returns"
 """The per-episode list our callback adds to ``result["env_runners"]``."""
@@ -333,11 +332,7 @@ class _RowMaker:
         return row
 
     def reached(self, stop_return: float | None) -> bool:
-        return (
-            stop_return is not None
-            and len(self.recent) >= self.window
-            and statistics.fmean(self.recent) >= stop_return
-        )
+        return window_reached(self.recent, self.window, stop_return)
 
 
 def _plain(obj):

@@ -16,6 +16,12 @@ from core.metrics import MetricsRow
 RETURN_WINDOW = 20
 
 
+def window_reached(recent: list[float], window: int, target: float | None) -> bool:
+    """The --stop-return rule, shared by Tandem's drivers and the RLlib baseline: ``window``
+    episode returns are in and their mean reaches ``target``."""
+    return target is not None and len(recent) >= window and float(np.mean(recent[-window:])) >= target
+
+
 class Reporter:
     """Builds one MetricsRow per interval from the run counters, and drives the progress bar."""
 

@@ -14,7 +14,7 @@ import yaml
 
 from cluster.config import RunConfig, split_overrides, to_yaml_dict
 from cluster.envs import env_spaces
-from cluster.reporting import Reporter
+from cluster.reporting import Reporter, window_reached
 from cluster.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
 from core.errors import TandemError
 from learners.registry import AlgoSpec, get_algo
@@ -111,10 +111,8 @@ class Session:
         )
 
     def should_stop(self, rep: Reporter) -> bool:
-        target = self.run_cfg.stop_return
-        if target is None or len(self.counters.recent_returns) < self.run_cfg.return_window:
-            return False
-        return (rep.recent_mean or float("-inf")) >= target
+        run = self.run_cfg
+        return window_reached(self.counters.recent_returns, run.return_window, run.stop_return)
 
 
 def open_session(
