@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agents.offpolicy import batch_to_tensors, optimizer_step, polyak_update, weighted_mean
+from agents.offpolicy import (
+    PrioritizedReplayConfig,
+    batch_to_tensors,
+    optimizer_step,
+    polyak_update,
+    weighted_mean,
+)
 from agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
 from agents.torch_utils import module_weights
 from core.types import Batch, Rollout
@@ -31,7 +37,7 @@ from learners.returns import n_step_returns, td_target
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(PrioritizedReplayConfig):
     """DQN hyperparameters. Defaults: tuned for CartPole-v1 (475+ within 50k env steps)."""
 
     fragment_length: int = 16
@@ -77,12 +83,6 @@ class DQNConfig:
     """Replay size in transitions."""
     min_size: int = 1_000
     """Replay size before the first gradient step."""
-    prioritized: bool = False
-    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
-    priority_alpha: float = 0.6
-    """Priority exponent α (0: uniform)."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent β."""
     samples_per_insert: float = 64.0
     """Target replay ratio: sampled transitions per inserted one (batch 64: a step per env step)."""
     weights_publish_interval: int = 10

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from agents.continuous import ActionScaler, ContinuousActorPolicy, TanhGaussianActor, TwinQ, twin_q_loss
-from agents.offpolicy import batch_to_tensors, frozen, optimizer_step, polyak_update
+from agents.offpolicy import PrioritizedReplayConfig, batch_to_tensors, frozen, optimizer_step, polyak_update
 from agents.torch_utils import flat_obs_dim, module_weights
 from core.types import Batch
 from learners.registry import AlgoSpec, continuous_only
@@ -33,7 +33,7 @@ from learners.returns import td_target
 
 
 @dataclass
-class SACConfig:
+class SACConfig(PrioritizedReplayConfig):
     """SAC hyperparameters. Defaults: the paper's MuJoCo settings with CleanRL's critic and α step
     sizes; ENV_PRESETS adjusts them for the small envs."""
 
@@ -67,12 +67,6 @@ class SACConfig:
     """Replay size in transitions (more than any judged budget; the papers use 1M)."""
     min_size: int = 5_000
     """Replay size before the first gradient step (collected with uniform random actions)."""
-    prioritized: bool = False
-    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
-    priority_alpha: float = 0.6
-    """Priority exponent α (0: uniform)."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent β."""
     samples_per_insert: float = 256.0
     """Target replay ratio: 256 with batch 256 is one gradient step per env step (the paper's)."""
     weights_publish_interval: int = 20

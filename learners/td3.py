@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from agents.continuous import ActionScaler, ContinuousActorPolicy, DeterministicActor, TwinQ, twin_q_loss
-from agents.offpolicy import batch_to_tensors, frozen, optimizer_step, polyak_update
+from agents.offpolicy import PrioritizedReplayConfig, batch_to_tensors, frozen, optimizer_step, polyak_update
 from agents.torch_utils import flat_obs_dim, module_weights
 from core.types import Batch
 from learners.registry import AlgoSpec, continuous_only
@@ -33,7 +33,7 @@ from learners.returns import td_target
 
 
 @dataclass
-class TD3Config:
+class TD3Config(PrioritizedReplayConfig):
     """TD3 hyperparameters. Defaults: the paper's MuJoCo settings (step sizes 1e-3, 256x256 nets),
     with a 5k-step random warm-up; ENV_PRESETS shortens it for the small envs."""
 
@@ -65,12 +65,6 @@ class TD3Config:
     """Replay size in transitions (more than any judged budget; the papers use 1M)."""
     min_size: int = 5_000
     """Replay size before the first gradient step (collected with uniform random actions)."""
-    prioritized: bool = False
-    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
-    priority_alpha: float = 0.6
-    """Priority exponent α (0: uniform)."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent β."""
     samples_per_insert: float = 256.0
     """Target replay ratio: 256 with batch 256 is one critic step per env step (the paper's)."""
     weights_publish_interval: int = 20
