@@ -15,6 +15,7 @@ from torch import nn
 
 from agents.offpolicy import policy_rng
 from agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
+from core.errors import TandemError
 
 
 def linear_schedule(start: float, end: float, duration: float, progress: float) -> float:
@@ -60,6 +61,8 @@ class QNetwork(nn.Module):
         super().__init__()
         self.dueling = dueling
         hidden = list(hidden)
+        if dueling and not hidden:
+            raise TandemError("dueling heads need a hidden layer: --set hidden=[64] or --set dueling=false")
         if dueling:
             self.trunk = mlp([obs_dim, *hidden], activation=nn.ReLU)
             self.trunk.append(nn.ReLU())

@@ -48,10 +48,11 @@ class DQNConfig(PrioritizedReplayConfig):
     """Adam step size."""
     lr_final: float | None = None
     """Step size at the end of the env-step budget, reached linearly from ``lr``; None keeps
-    ``lr``. It damps late updates; on CartPole it did not cure seed-to-seed collapses."""
+    ``lr``. It damps late updates; on CartPole it did not cure the late collapses (see
+    ``prioritized``)."""
     hidden: tuple[int, ...] = (128, 128)
     """MLP hidden sizes of the Q network."""
-    dueling: bool = False
+    dueling: bool = True
     """Dueling heads: Q = V + A - mean(A)."""
     double_q: bool = True
     """Double DQN: the online net picks a', the target net evaluates it."""
@@ -83,6 +84,10 @@ class DQNConfig(PrioritizedReplayConfig):
     """Replay size in transitions."""
     min_size: int = 1_000
     """Replay size before the first gradient step."""
+    prioritized: bool = True
+    """Prioritized replay. On CartPole, with dueling heads, it reached 475 on 10 of 10 seeds
+    against 4 of 5 uniform. Our reading, not tested: once the agent balances, the rare failure
+    states keep large TD errors and so stay in the batches, and the net does not forget them."""
     samples_per_insert: float = 64.0
     """Target replay ratio: sampled transitions per inserted one (batch 64: a step per env step)."""
     weights_publish_interval: int = 10

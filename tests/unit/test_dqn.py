@@ -21,7 +21,7 @@ ACT = gym.spaces.Discrete(2)
 
 def table_learner(table: np.ndarray, **kw) -> DQNLearner:
     """A DQN learner whose online and target nets compute Q(s, ·) = table[s] (no hidden layer)."""
-    learner = DQNLearner(OBS, ACT, DQNConfig(hidden=(), **kw))
+    learner = DQNLearner(OBS, ACT, DQNConfig(hidden=(), dueling=False, **kw))
     with torch.no_grad():
         for net in (learner.q, learner.q_target):
             net.net[0].weight.copy_(torch.as_tensor(table.T, dtype=torch.float32))
@@ -102,12 +102,12 @@ def test_target_network_follows_every_interval():
         terminated=np.zeros(16, bool),
         truncated=np.zeros(16, bool),
     )
-    w0 = learner.q_target.net[0].weight.detach().clone()
+    w0 = next(learner.q_target.parameters()).detach().clone()
     learner.update(batch)
     learner.update(batch)
-    torch.testing.assert_close(learner.q_target.net[0].weight.detach(), w0)
+    torch.testing.assert_close(next(learner.q_target.parameters()).detach(), w0)
     learner.update(batch)
-    torch.testing.assert_close(learner.q_target.net[0].weight.detach(), learner.q.net[0].weight.detach())
+    torch.testing.assert_close(next(learner.q_target.parameters()).detach(), next(learner.q.parameters()).detach())
 
 
 def test_fold_n_step_by_hand():
@@ -219,3 +219,10 @@ def test_state_dict_round_trip_with_weights_only_and_spaces():
     assert other.update(batch) == learner.update(batch)
     assert spec.check_spaces(gym.spaces.Box(-1, 1, (4,)), ACT) is None
     assert "Discrete action" in spec.check_spaces(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)))
+
+
+def test_dueling_without_a_hidden_layer_is_a_one_line_error():
+    from core.errors import TandemError
+
+    with pytest.raises(TandemError, match="dueling heads need a hidden layer"):
+        QNetwork(4, 2, (), dueling=True)
