@@ -30,7 +30,7 @@ from agents.offpolicy import (
     weighted_mean,
 )
 from agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
-from agents.torch_utils import module_weights
+from agents.torch_utils import adam, module_weights
 from core.types import Batch, Rollout
 from learners.registry import AlgoSpec, discrete_only
 from learners.returns import n_step_returns, td_target
@@ -151,7 +151,7 @@ class DQNLearner:
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
         self.q = make_q_network(obs_space, act_space, cfg.hidden, cfg.dueling)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optim = torch.optim.Adam(self.q.parameters(), lr=cfg.lr)
+        self.optim = adam(self.q.parameters(), lr=cfg.lr)
         self.updates = 0
         self.epsilon = cfg.epsilon_start
         self.last_priorities: np.ndarray | None = None

@@ -26,7 +26,7 @@ import torch
 
 from agents.continuous import ActionScaler, ContinuousActorPolicy, TanhGaussianActor, TwinQ, twin_q_loss
 from agents.offpolicy import PrioritizedReplayConfig, batch_to_tensors, frozen, optimizer_step, polyak_update
-from agents.torch_utils import flat_obs_dim, module_weights
+from agents.torch_utils import adam, flat_obs_dim, module_weights
 from core.types import Batch
 from learners.registry import AlgoSpec, continuous_only
 from learners.returns import td_target
@@ -126,9 +126,9 @@ class SACLearner:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True)
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.alpha_optim = adam([self.log_alpha], lr=cfg.alpha_lr)
         self.updates = 0
         self.last_priorities: np.ndarray | None = None
         self._actor_metrics: dict[str, float] = {}

@@ -26,7 +26,7 @@ import torch
 
 from agents.continuous import ActionScaler, ContinuousActorPolicy, DeterministicActor, TwinQ, twin_q_loss
 from agents.offpolicy import PrioritizedReplayConfig, batch_to_tensors, frozen, optimizer_step, polyak_update
-from agents.torch_utils import flat_obs_dim, module_weights
+from agents.torch_utils import adam, flat_obs_dim, module_weights
 from core.types import Batch
 from learners.registry import AlgoSpec, continuous_only
 from learners.returns import td_target
@@ -115,8 +115,8 @@ class TD3Learner:
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = TwinQ(obs_dim, act_dim, cfg.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.updates = 0
         self.last_priorities: np.ndarray | None = None
         self._actor_metrics: dict[str, float] = {}

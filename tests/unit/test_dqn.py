@@ -107,7 +107,9 @@ def test_target_network_follows_every_interval():
     learner.update(batch)
     torch.testing.assert_close(next(learner.q_target.parameters()).detach(), w0)
     learner.update(batch)
-    torch.testing.assert_close(next(learner.q_target.parameters()).detach(), next(learner.q.parameters()).detach())
+    torch.testing.assert_close(
+        next(learner.q_target.parameters()).detach(), next(learner.q.parameters()).detach()
+    )
 
 
 def test_fold_n_step_by_hand():
