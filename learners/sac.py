@@ -78,7 +78,7 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
     # 15k-step budget: start learning early, larger steps (RL Zoo uses lr 1e-3, 20k steps).
     "Pendulum-v1": {"min_size": 1_000, "actor_lr": 1e-3},
     # 4-D observation, 1-D action: 64x64 nets needed ~30% more env steps than 256x256 (median
-    # 17.2k vs 13.5k over 3 seeds) but update ~3x faster, and the learner sets the wall time.
+    # 17.1k vs 13.5k over 3 seeds) but update ~3x faster, and the learner sets the wall time.
     "InvertedPendulum-v5": {"min_size": 1_000, "actor_lr": 1e-3, "hidden": (64, 64)},
 }
 
