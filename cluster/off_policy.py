@@ -81,7 +81,7 @@ def train_off_policy(s: Session) -> None:
     bs = cfg.batch_size
     try:
         with s.reporter() as rep:
-            while c.env_steps < run.total_steps and not s.should_stop(rep):
+            while c.env_steps < run.total_steps and not s.should_stop():
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
                 for i in sorted(idle | (set(group.alive) - set(inflight.values()) - idle)):
                     if not limiter.can_insert(chunk):

@@ -17,7 +17,7 @@ def train_on_policy(s: Session) -> None:
     c = s.counters
     weights = ray.put(learner.get_weights())  # one object in the store, shared by all workers
     with s.reporter() as rep:
-        while c.env_steps < run.total_steps and not s.should_stop(rep):
+        while c.env_steps < run.total_steps and not s.should_stop():
             progress = c.env_steps / run.total_steps
             # 1. collect a fresh batch from every live worker
             rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)

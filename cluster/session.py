@@ -110,7 +110,7 @@ class Session:
             window=run.return_window,
         )
 
-    def should_stop(self, rep: Reporter) -> bool:
+    def should_stop(self) -> bool:
         run = self.run_cfg
         return window_reached(self.counters.recent_returns, run.return_window, run.stop_return)
 

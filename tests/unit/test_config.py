@@ -70,9 +70,9 @@ def test_stop_return_uses_the_trailing_return_window():
     rep = Reporter(counters, run.total_steps, "t", quiet=True, window=run.return_window)
     session = SimpleNamespace(run_cfg=run, counters=counters)
     rep.collected(0, 10, [-900.0, -150.0], 0)
-    assert not Session.should_stop(session, rep), "two episodes do not fill a window of three"
+    assert not Session.should_stop(session), "two episodes do not fill a window of three"
     rep.collected(0, 10, [-150.0], 0)
-    assert not Session.should_stop(session, rep), "mean(-900, -150, -150) = -400 is below -200"
+    assert not Session.should_stop(session), "mean(-900, -150, -150) = -400 is below -200"
     rep.collected(1, 10, [-100.0], 0)
     assert counters.recent_returns == [-150.0, -150.0, -100.0]
-    assert Session.should_stop(session, rep)
+    assert Session.should_stop(session)
