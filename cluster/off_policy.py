@@ -11,6 +11,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from agents.offpolicy import PrioritizedReplayConfig
 from cluster.session import Session
 from core.errors import TandemError
 
@@ -25,11 +26,13 @@ def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
     run, cfg = s.run_cfg, s.algo_cfg
     name = run.replay_name or Path(run.run_dir).name
     run.replay_name = name
+    # Tabular configs have no priority fields: they sample uniformly, as the base's defaults do.
+    prio = cfg if isinstance(cfg, PrioritizedReplayConfig) else PrioritizedReplayConfig()
     opts = dict(
         capacity=cfg.replay_capacity,
-        prioritized=getattr(cfg, "prioritized", False),
-        alpha=getattr(cfg, "priority_alpha", 0.6),
-        beta=getattr(cfg, "priority_beta", 0.4),
+        prioritized=prio.prioritized,
+        alpha=prio.priority_alpha,
+        beta=prio.priority_beta,
         seed=run.seed,
     )
     if run.replay == "memory":
