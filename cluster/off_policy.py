@@ -158,6 +158,11 @@ def train_off_policy(s: Session) -> None:
                     if c.iterations % run.checkpoint_every == 0:
                         s.checkpoint()
             c.iterations += 1
+            # The learner's Redis mirror trails the workers' writes by up to one poll; the
+            # final row reports the buffer as it ends, not as last mirrored.
+            sync = getattr(buffer, "sync", None)
+            if sync is not None:
+                sync()
             s.log(
                 rep.row(
                     len(group.alive),
