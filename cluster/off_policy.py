@@ -82,6 +82,12 @@ def train_off_policy(s: Session) -> None:
     last_report = time.monotonic()
     metrics: dict[str, float] = {}
     bs = cfg.batch_size
+
+    def row():
+        """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
+        extra = {"replay_size": len(buffer), "worker_restarts": group.restarts}
+        return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
+
     try:
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
@@ -143,18 +149,7 @@ def train_off_policy(s: Session) -> None:
                 if time.monotonic() - last_report >= run.report_interval_s:
                     last_report = time.monotonic()
                     c.iterations += 1
-                    stats = buffer.stats()
-                    s.log(
-                        rep.row(
-                            len(group.alive),
-                            {
-                                **metrics,
-                                **stats,
-                                "replay_size": len(buffer),
-                                "worker_restarts": group.restarts,
-                            },
-                        )
-                    )
+                    s.log(row())
                     if c.iterations % run.checkpoint_every == 0:
                         s.checkpoint()
             c.iterations += 1
@@ -163,17 +158,7 @@ def train_off_policy(s: Session) -> None:
             sync = getattr(buffer, "sync", None)
             if sync is not None:
                 sync()
-            s.log(
-                rep.row(
-                    len(group.alive),
-                    {
-                        **metrics,
-                        **buffer.stats(),
-                        "replay_size": len(buffer),
-                        "worker_restarts": group.restarts,
-                    },
-                )
-            )
+            s.log(row())
     finally:
         for ref in inflight:
             ray.cancel(ref, force=False)
