@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
-from agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
+from tandem.agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
 
 
 class ActorCritic(nn.Module):

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.offpolicy import policy_rng
-from agents.torch_utils import load_module_weights, mlp, module_weights, obs_to_tensor
+from tandem.agents.offpolicy import policy_rng
+from tandem.agents.torch_utils import load_module_weights, mlp, module_weights, obs_to_tensor
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.torch_utils import obs_to_tensor
-from core.types import Batch
+from tandem.agents.torch_utils import obs_to_tensor
+from tandem.core.types import Batch
 
 
 class TensorBatch(NamedTuple):

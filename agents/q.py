@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.offpolicy import policy_rng
-from agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
-from core.errors import TandemError
+from tandem.agents.offpolicy import policy_rng
+from tandem.agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
+from tandem.core.errors import TandemError
 
 
 def linear_schedule(start: float, end: float, duration: float, progress: float) -> float:

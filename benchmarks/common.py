@@ -72,7 +72,7 @@ def run_tandem(
     cmd = [
         sys.executable,
         "-m",
-        "cluster.cli",
+        "tandem.cli",
         "train",
         "--algo",
         algo,
@@ -114,7 +114,7 @@ def run_rllib(
 ) -> tuple[Path, float]:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-rllib-{algo}-")) / "run"
     code = (
-        "from cluster.baseline_rllib import run_rllib; "
+        "from benchmarks.rllib_baseline import run_rllib; "
         f"run_rllib({algo!r}, {env_id!r}, {total_steps}, {seed}, {str(run_dir)!r}, workers={workers}, "
         f"stop_return={stop_return!r}, config_overrides={overrides!r}, "
         f"return_window={return_window}, max_wall_s={max_wall_s!r})"

@@ -52,8 +52,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 import numpy as np
 import redis
 
-from core.types import Batch
-from replay import InMemoryReplay, ManagedRedis, RedisReplay
+from tandem.core.types import Batch
+from tandem.replay import InMemoryReplay, ManagedRedis, RedisReplay
 
 OBS, ACT, B = 17, 6, 256
 

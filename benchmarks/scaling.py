@@ -1,7 +1,7 @@
 """Rollout throughput of the on-policy sampling path against the worker count. Prints one JSON object.
 
 What is timed (Tandem): ``WorkerGroup.call_all("sample", T, weights_ref, version)`` in a loop, exactly
-the collection step of ``cluster.on_policy`` minus the learner update. Each call steps every worker's
+the collection step of ``runner.on_policy`` minus the learner update. Each call steps every worker's
 vector env (``--envs-per-worker`` sub-envs) ``T`` times with the PPO policy of the env's preset, ships
 the ``[T, N]`` rollouts back to the driver and blocks until all of them arrived (a synchronous
 barrier, as in training). The weights are one ``ray.put`` object passed on every call with a constant
@@ -44,10 +44,10 @@ def tandem_group(env_id: str, workers: int, envs_per_worker: int) -> tuple[Any, 
     """A WorkerGroup with the PPO policy of ``env_id``'s preset, and one shared weights object."""
     import ray
 
-    from cluster.envs import env_spaces
-    from cluster.group import WorkerGroup
-    from cluster.session import resolve_config
-    from learners.ppo import PPOLearner
+    from tandem.cluster.group import WorkerGroup
+    from tandem.learners.ppo import PPOLearner
+    from tandem.runner.envs import env_spaces
+    from tandem.runner.session import resolve_config
 
     run, cfg, _ = resolve_config("ppo", env_id, {"workers": workers, "envs_per_worker": envs_per_worker})
     obs_space, act_space = env_spaces(env_id)
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.getLogger("ray").setLevel(logging.ERROR)
-    from cluster.group import init_ray
-    from cluster.session import resolve_config
+    from tandem.cluster.group import init_ray
+    from tandem.runner.session import resolve_config
 
     init_ray(None, num_cpus=os.cpu_count())
     import ray

@@ -15,8 +15,8 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from cluster.worker import RolloutWorker
-from core.errors import TandemError
+from tandem.core.errors import TandemError
+from tandem.runner.worker import RolloutWorker
 
 log = logging.getLogger("tandem")
 

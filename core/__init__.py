@@ -13,9 +13,9 @@ The usage loop, in the order the two paths run it::
     learner: while limiter.can_sample(n): learner.update(replay.sample(n))
 """
 
-from core.metrics import METRIC_FIELDS, MetricsRow
-from core.protocols import Learner, Policy, ReplayBuffer
-from core.types import Batch, Rollout, concat_rollouts
+from tandem.core.metrics import METRIC_FIELDS, MetricsRow
+from tandem.core.protocols import Learner, Policy, ReplayBuffer
+from tandem.core.types import Batch, Rollout, concat_rollouts
 
 __all__ = [
     "METRIC_FIELDS",

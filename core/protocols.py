@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from core.types import Batch
+from tandem.core.types import Batch
 
 Weights = dict[str, np.ndarray]
 

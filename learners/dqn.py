@@ -22,18 +22,18 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agents.offpolicy import (
+from tandem.agents.offpolicy import (
     PrioritizedReplayConfig,
     batch_to_tensors,
     optimizer_step,
     polyak_update,
     weighted_mean,
 )
-from agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
-from agents.torch_utils import adam, module_weights
-from core.types import Batch, Rollout
-from learners.registry import AlgoSpec, discrete_only
-from learners.returns import n_step_returns, td_target
+from tandem.agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
+from tandem.agents.torch_utils import adam, module_weights
+from tandem.core.types import Batch, Rollout
+from tandem.learners.registry import AlgoSpec, discrete_only
+from tandem.learners.returns import n_step_returns, td_target
 
 
 @dataclass

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.actor_critic import ActorCritic
-from core.types import Rollout
+from tandem.agents.actor_critic import ActorCritic
+from tandem.core.types import Rollout
 
 
 @dataclass

@@ -20,11 +20,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.actor_critic import ActorCritic
-from core.types import Rollout
-from learners.on_policy import critic_values, flatten, linear_schedule, normalize
-from learners.registry import AlgoSpec, discrete_or_box
-from learners.returns import full_return, reward_to_go
+from tandem.agents.actor_critic import ActorCritic
+from tandem.core.types import Rollout
+from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
+from tandem.learners.registry import AlgoSpec, discrete_or_box
+from tandem.learners.returns import full_return, reward_to_go
 
 
 @dataclass

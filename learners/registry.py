@@ -13,16 +13,16 @@ from typing import Any
 
 import gymnasium as gym
 
-from core.errors import TandemError
+from tandem.core.errors import TandemError
 
 ALGORITHMS: dict[str, str] = {
-    "pg": "learners.pg",
-    "ppo": "learners.ppo",
-    "qlearn": "learners.tabular",
-    "qeval": "learners.tabular_eval",
-    "dqn": "learners.dqn",
-    "sac": "learners.sac",
-    "td3": "learners.td3",
+    "pg": "tandem.learners.pg",
+    "ppo": "tandem.learners.ppo",
+    "qlearn": "tandem.learners.tabular",
+    "qeval": "tandem.learners.tabular_eval",
+    "dqn": "tandem.learners.dqn",
+    "sac": "tandem.learners.sac",
+    "td3": "tandem.learners.td3",
 }
 
 

@@ -19,11 +19,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.offpolicy import policy_rng
-from agents.q import epsilon_greedy, linear_schedule
-from core.types import Batch
-from learners.registry import AlgoSpec
-from learners.returns import td_target
+from tandem.agents.offpolicy import policy_rng
+from tandem.agents.q import epsilon_greedy, linear_schedule
+from tandem.core.types import Batch
+from tandem.learners.registry import AlgoSpec
+from tandem.learners.returns import td_target
 
 # ----------------------------------------------------------------------------- config
 

@@ -17,10 +17,10 @@ from typing import Literal
 
 import numpy as np
 
-from agents.offpolicy import policy_rng
-from learners.registry import AlgoSpec
-from learners.returns import td_target
-from learners.tabular import TabularTDLearner, check_tabular_spaces
+from tandem.agents.offpolicy import policy_rng
+from tandem.learners.registry import AlgoSpec
+from tandem.learners.returns import td_target
+from tandem.learners.tabular import TabularTDLearner, check_tabular_spaces
 
 
 @dataclass

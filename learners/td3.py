@@ -24,12 +24,24 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.continuous import ActionScaler, ContinuousActorPolicy, DeterministicActor, TwinQ, twin_q_loss
-from agents.offpolicy import PrioritizedReplayConfig, batch_to_tensors, frozen, optimizer_step, polyak_update
-from agents.torch_utils import adam, flat_obs_dim, module_weights
-from core.types import Batch
-from learners.registry import AlgoSpec, continuous_only
-from learners.returns import td_target
+from tandem.agents.continuous import (
+    ActionScaler,
+    ContinuousActorPolicy,
+    DeterministicActor,
+    TwinQ,
+    twin_q_loss,
+)
+from tandem.agents.offpolicy import (
+    PrioritizedReplayConfig,
+    batch_to_tensors,
+    frozen,
+    optimizer_step,
+    polyak_update,
+)
+from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
+from tandem.core.types import Batch
+from tandem.learners.registry import AlgoSpec, continuous_only
+from tandem.learners.returns import td_target
 
 
 @dataclass

@@ -18,15 +18,15 @@ Storage x sampler: ``LocalRing`` holds numpy arrays and a uniform or proportiona
 it. numpy and redis only: no torch, no ray.
 """
 
-from replay.errors import CorruptReplayError, ReplayError, SchemaMismatchError
-from replay.factory import make_replay
-from replay.limiter import RateLimiter
-from replay.memory import InMemoryReplay
-from replay.redis_replay import RedisReplay
-from replay.ring import LocalRing, PrioritizedSampler, UniformSampler
-from replay.schema import FORMAT_VERSION, FieldSpec, Schema
-from replay.server import ManagedRedis, local_redis
-from replay.sumtree import SumTree
+from tandem.replay.errors import CorruptReplayError, ReplayError, SchemaMismatchError
+from tandem.replay.factory import make_replay
+from tandem.replay.limiter import RateLimiter
+from tandem.replay.memory import InMemoryReplay
+from tandem.replay.redis_replay import RedisReplay
+from tandem.replay.ring import LocalRing, PrioritizedSampler, UniformSampler
+from tandem.replay.schema import FORMAT_VERSION, FieldSpec, Schema
+from tandem.replay.server import ManagedRedis, local_redis
+from tandem.replay.sumtree import SumTree
 
 __all__ = [
     "FORMAT_VERSION",

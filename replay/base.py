@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.types import Batch
-from replay.errors import ReplayError
-from replay.ring import LocalRing, PrioritizedSampler, UniformSampler
-from replay.schema import Schema
+from tandem.core.types import Batch
+from tandem.replay.errors import ReplayError
+from tandem.replay.ring import LocalRing, PrioritizedSampler, UniformSampler
+from tandem.replay.schema import Schema
 
 
 class RingReplay:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.types import Batch
-from replay.errors import ReplayError
-from replay.memory import InMemoryReplay
-from replay.redis_replay import RedisReplay
-from replay.schema import Schema
-from replay.server import local_redis
+from tandem.core.types import Batch
+from tandem.replay.errors import ReplayError
+from tandem.replay.memory import InMemoryReplay
+from tandem.replay.redis_replay import RedisReplay
+from tandem.replay.schema import Schema
+from tandem.replay.server import local_redis
 
 
 def make_replay(

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from core.types import Batch
-from replay.base import RingReplay
-from replay.errors import ReplayError
-from replay.schema import Schema, batch_arrays
+from tandem.core.types import Batch
+from tandem.replay.base import RingReplay
+from tandem.replay.errors import ReplayError
+from tandem.replay.schema import Schema, batch_arrays
 
 
 class InMemoryReplay(RingReplay):

@@ -54,11 +54,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from core.types import Batch
-from replay.base import RingReplay
-from replay.errors import CorruptReplayError, ReplayError, SchemaMismatchError, redact
-from replay.ring import LocalRing
-from replay.schema import _NAME, Schema, batch_arrays
+from tandem.core.types import Batch
+from tandem.replay.base import RingReplay
+from tandem.replay.errors import CorruptReplayError, ReplayError, SchemaMismatchError, redact
+from tandem.replay.ring import LocalRing
+from tandem.replay.schema import _NAME, Schema, batch_arrays
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

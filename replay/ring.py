@@ -20,9 +20,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from replay.errors import ReplayError
-from replay.schema import Schema
-from replay.sumtree import SumTree
+from tandem.replay.errors import ReplayError
+from tandem.replay.schema import Schema
+from tandem.replay.sumtree import SumTree
 
 
 class UniformSampler:

@@ -16,8 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
-from core.types import TRANSITION_FIELDS, Batch
-from replay.errors import CorruptReplayError, SchemaMismatchError
+from tandem.core.types import TRANSITION_FIELDS, Batch
+from tandem.replay.errors import CorruptReplayError, SchemaMismatchError
 
 FORMAT_VERSION = 1
 """Bump when the Redis layout changes; a reader refuses a record with another version."""

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from replay.errors import ReplayError
+from tandem.replay.errors import ReplayError
 
 INSTALL_HINT = (
     "install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis; "

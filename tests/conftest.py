@@ -33,7 +33,7 @@ def _need_redis_server() -> None:
 def redis_server() -> Iterator:
     """A private redis-server on a free 127.0.0.1 port, shared by the session."""
     _need_redis_server()
-    from replay.server import ManagedRedis
+    from tandem.replay.server import ManagedRedis
 
     server = ManagedRedis()
     yield server
@@ -49,7 +49,7 @@ def redis_url(redis_server) -> str:
 def make_redis(tmp_path) -> Iterator[Callable]:
     """``make_redis(aof=False, password=None, maxmemory=None, **kw) -> ManagedRedis``."""
     _need_redis_server()
-    from replay.server import ManagedRedis
+    from tandem.replay.server import ManagedRedis
 
     servers = []
 
@@ -88,7 +88,7 @@ def local_ray():
     """An embedded local Ray with 2 CPUs for one test module, shut down after it."""
     import ray
 
-    from cluster.group import init_ray
+    from tandem.cluster.group import init_ray
 
     init_ray(None, num_cpus=2)
     yield

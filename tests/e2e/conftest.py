@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.report import CHROMIUM_ARGS, find_chromium
+from tandem.dashboard.report import CHROMIUM_ARGS, find_chromium
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.metrics import METRIC_FIELDS
+from tandem.core.metrics import METRIC_FIELDS
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ def tandem(*args, check=True, timeout=240):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
     p = subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args],
+        [sys.executable, "-m", "tandem.cli", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from cluster.dashboard import make_server
+from tandem.dashboard.server import make_server
 from tests.fixtures.runs.make_fixtures import RUNNING, copy_runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

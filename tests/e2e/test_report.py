@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli_dashboard import main
+from tandem.cli import main
 from tests.fixtures.runs.make_fixtures import copy_runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

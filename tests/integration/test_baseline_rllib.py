@@ -8,9 +8,9 @@ import math
 import pytest
 import yaml
 
-from cluster.baseline_rllib import BaselineError, _RowMaker, run_rllib, tuned_hyperparameters
-from cluster.dashboard_data import RunStore
-from core.metrics import METRIC_FIELDS
+from benchmarks.rllib_baseline import BaselineError, _RowMaker, run_rllib, tuned_hyperparameters
+from tandem.core.metrics import METRIC_FIELDS
+from tandem.dashboard.data import RunStore
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cluster.session import resolve_config, train
+from tandem.runner.session import resolve_config, train
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_two_learners_share_one_redis_buffer(local_ray, tmp_path, redis_url, rep
     assert not errors, errors
     x, y = rows(outs["x"])[-1], rows(outs["y"])[-1]
     # each learner's buffer holds both runs' transitions: more than its own workers wrote
-    from replay import RedisReplay
+    from tandem.replay import RedisReplay
 
     shared = RedisReplay(redis_url, replay_name, prefetch=False)
     assert shared.remote_size() >= x["env_steps"] + y["env_steps"] - 64

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import ray
 
-from cluster.group import WorkerGroup, init_ray
-from core.types import concat_rollouts
-from learners.ppo import PPOConfig
+from tandem.cluster.group import WorkerGroup, init_ray
+from tandem.core.types import concat_rollouts
+from tandem.learners.ppo import PPOConfig
 
 pytestmark = pytest.mark.integration
 
 
 def test_init_ray_rejects_an_unreachable_address():
-    from core.errors import TandemError
+    from tandem.core.errors import TandemError
 
     with pytest.raises(TandemError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
         init_ray("127.0.0.1:1")
@@ -55,7 +55,7 @@ def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
 def _policy_weights():
     import gymnasium as gym
 
-    from agents.actor_critic import ActorCritic
+    from tandem.agents.actor_critic import ActorCritic
 
     env = gym.make("CartPole-v1")
     return ActorCritic(env.observation_space, env.action_space, (8,)).get_weights()
@@ -101,7 +101,7 @@ def test_a_second_group_waits_for_the_cpus_instead_of_deadlocking(local_ray):
 
 
 def test_a_cluster_that_cannot_place_the_workers_fails_with_one_line(local_ray):
-    from core.errors import TandemError
+    from tandem.core.errors import TandemError
 
     kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=3)
     first = WorkerGroup(2, **kwargs)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import replay.redis_replay as redis_replay
-from core.types import Batch
-from replay import InMemoryReplay, RedisReplay, ReplayError, SchemaMismatchError
+from tandem.core.types import Batch
+from tandem.replay import InMemoryReplay, RedisReplay, ReplayError, SchemaMismatchError
 
 BACKENDS = ["memory", "redis", "redis-sync", "redis-chunked"]
 

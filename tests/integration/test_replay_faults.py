@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from core.types import Batch
-from replay import RedisReplay
+from tandem.core.types import Batch
+from tandem.replay import RedisReplay
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import redis
 
-from core.types import Batch
-from replay import ManagedRedis, RedisReplay, ReplayError, make_replay
-from replay import server as server_mod
+from tandem.core.types import Batch
+from tandem.replay import ManagedRedis, RedisReplay, ReplayError, make_replay
+from tandem.replay import server as server_mod
 
 pytestmark = pytest.mark.integration
 

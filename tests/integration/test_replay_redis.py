@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import redis
 
-from core.types import Batch
-from replay import CorruptReplayError, RedisReplay, ReplayError, SchemaMismatchError
-from replay.server import free_port
+from tandem.core.types import Batch
+from tandem.replay import CorruptReplayError, RedisReplay, ReplayError, SchemaMismatchError
+from tandem.replay.server import free_port
 
 pytestmark = pytest.mark.integration
 

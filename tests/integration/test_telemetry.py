@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from cluster.telemetry import RAY_COUNTERS, RAY_GAUGES, WORKER_GAUGE, RayMetrics, write_tensorboard
-from core.metrics import METRIC_FIELDS, MetricsRow
+from tandem.cluster.telemetry import RAY_COUNTERS, RAY_GAUGES, WORKER_GAUGE, RayMetrics, write_tensorboard
+from tandem.core.metrics import METRIC_FIELDS, MetricsRow
 
 
 def rows() -> list[dict]:

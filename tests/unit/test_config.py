@@ -2,9 +2,9 @@
 
 import pytest
 
-from cluster.config import parse_set
-from cluster.session import resolve_config
-from core.errors import TandemError
+from tandem.core.errors import TandemError
+from tandem.runner.config import parse_set
+from tandem.runner.session import resolve_config
 
 
 def test_defaults_preset_and_overrides_in_order():
@@ -45,7 +45,7 @@ def test_set_needs_key_value():
 
 
 def test_config_yaml_never_holds_a_redis_password():
-    from cluster.config import to_yaml_dict
+    from tandem.runner.config import to_yaml_dict
 
     run, cfg, _ = resolve_config("qlearn", "FrozenLake-v1", {"replay": "redis://:s3cret@db:6379/0"})
     assert "s3cret" not in str(to_yaml_dict(run, cfg))
@@ -61,9 +61,9 @@ def test_tuned_budget_is_a_default_the_user_can_override():
 def test_stop_return_uses_the_trailing_return_window():
     from types import SimpleNamespace
 
-    from cluster.reporting import Reporter
-    from cluster.rundir import Counters
-    from cluster.session import Session
+    from tandem.runner.progress import Reporter
+    from tandem.runner.rundir import Counters
+    from tandem.runner.session import Session
 
     run, _, _ = resolve_config("sac", "Pendulum-v1", {"return_window": 3, "stop_return": -200.0})
     counters = Counters()

@@ -1,4 +1,4 @@
-"""cluster.dashboard_data on the fixture runs and on hand-made files with known numbers."""
+"""tandem.dashboard.data on the fixture runs and on hand-made files with known numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cluster.dashboard_data import (
+from tandem.dashboard.data import (
     RunStore,
     discover_runs,
     effective_status,

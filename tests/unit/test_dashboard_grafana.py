@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from cluster.telemetry import RAY_COUNTERS, RAY_GAUGES, WORKER_GAUGE
+from tandem.cluster.telemetry import RAY_COUNTERS, RAY_GAUGES, WORKER_GAUGE
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "tandem.json"
 

@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 import pytest
 
-from cluster.cli_dashboard import main, register
-from cluster.dashboard import make_server
+from tandem.cli import main
+from tandem.cli import register_dashboard as register
+from tandem.dashboard.server import make_server
 from tests.fixtures.runs.make_fixtures import RUNNING, copy_runs
 
 PG = "pg-CartPole-v1-20250101-110000"

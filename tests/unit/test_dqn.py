@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.q import QNetwork, apex_epsilon, epsilon_greedy, linear_schedule
-from core.types import Batch, Rollout
-from learners import dqn
-from learners.dqn import DQNConfig, DQNLearner, dqn_next_values, fold_n_step
-from learners.registry import get_algo
+from tandem.agents.q import QNetwork, apex_epsilon, epsilon_greedy, linear_schedule
+from tandem.core.types import Batch, Rollout
+from tandem.learners import dqn
+from tandem.learners.dqn import DQNConfig, DQNLearner, dqn_next_values, fold_n_step
+from tandem.learners.registry import get_algo
 
 OBS = gym.spaces.Discrete(3)  # one-hot inputs: a linear Q network is a table
 ACT = gym.spaces.Discrete(2)
@@ -224,7 +224,7 @@ def test_state_dict_round_trip_with_weights_only_and_spaces():
 
 
 def test_dueling_without_a_hidden_layer_is_a_one_line_error():
-    from core.errors import TandemError
+    from tandem.core.errors import TandemError
 
     with pytest.raises(TandemError, match="dueling heads need a hidden layer"):
         QNetwork(4, 2, (), dueling=True)

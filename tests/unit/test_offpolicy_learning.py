@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.types import Batch, Rollout
-from learners.registry import get_algo
+from tandem.core.types import Batch, Rollout
+from tandem.learners.registry import get_algo
 
 
 class NumpyReplay:

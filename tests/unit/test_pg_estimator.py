@@ -4,7 +4,7 @@ analytic gradient of J(θ) = Σ_a π_θ(a) r(a)."""
 import numpy as np
 import torch
 
-from learners.pg import pg_loss
+from tandem.learners.pg import pg_loss
 
 
 def test_reinforce_estimate_matches_analytic_gradient_on_bandit():

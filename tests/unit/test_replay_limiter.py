@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from replay.limiter import RateLimiter
+from tandem.replay.limiter import RateLimiter
 
 
 def test_min_size_only():

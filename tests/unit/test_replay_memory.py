@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.types import Batch
-from replay import InMemoryReplay, PrioritizedSampler, ReplayError, make_replay
-from replay.schema import Schema
+from tandem.core.types import Batch
+from tandem.replay import InMemoryReplay, PrioritizedSampler, ReplayError, make_replay
+from tandem.replay.schema import Schema
 
 
 def make_batch(ids) -> Batch:

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from core.types import Batch
-from replay.errors import CorruptReplayError, SchemaMismatchError
-from replay.schema import FORMAT_VERSION, Schema
+from tandem.core.types import Batch
+from tandem.replay.errors import CorruptReplayError, SchemaMismatchError
+from tandem.replay.schema import FORMAT_VERSION, Schema
 
 
 def batch(n=4, obs_dim=3, obs_dtype=np.float32, **extras):
@@ -88,7 +88,7 @@ def test_other_format_version_is_refused():
 
 
 def test_redact_hides_passwords():
-    from replay.errors import redact
+    from tandem.replay.errors import redact
 
     assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("rediss://user:pw@host:1") == "rediss://user:***@host:1"

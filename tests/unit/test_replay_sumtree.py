@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay.sumtree import SumTree
+from tandem.replay.sumtree import SumTree
 
 
 def test_total_min_and_find_small():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from learners.returns import full_return, gae, n_step_returns, reward_to_go, td_target
+from tandem.learners.returns import full_return, gae, n_step_returns, reward_to_go, td_target
 
 F, T = False, True
 

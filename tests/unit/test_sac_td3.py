@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.continuous import ActionScaler, TanhGaussianActor, tanh_gaussian_log_prob, twin_q_loss
-from agents.offpolicy import polyak_update
-from core.types import Batch
-from learners import sac, td3
-from learners.registry import get_algo
+from tandem.agents.continuous import ActionScaler, TanhGaussianActor, tanh_gaussian_log_prob, twin_q_loss
+from tandem.agents.offpolicy import polyak_update
+from tandem.core.types import Batch
+from tandem.learners import sac, td3
+from tandem.learners.registry import get_algo
 
 OBS = gym.spaces.Box(-10.0, 10.0, (3,), np.float32)
 ACT = gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.types import Batch
-from learners import tabular, tabular_eval
-from learners.registry import get_algo
-from learners.tabular import QLearnConfig, q_learning_target, tabular_td_step, value_iteration
-from learners.tabular_eval import QEvalConfig, policy_q_values, policy_table
+from tandem.core.types import Batch
+from tandem.learners import tabular, tabular_eval
+from tandem.learners.registry import get_algo
+from tandem.learners.tabular import QLearnConfig, q_learning_target, tabular_td_step, value_iteration
+from tandem.learners.tabular_eval import QEvalConfig, policy_q_values, policy_table
 
 
 def model(slippery: bool):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cluster.worker import RolloutWorker
-from learners.ppo import PPOConfig
+from tandem.learners.ppo import PPOConfig
+from tandem.runner.worker import RolloutWorker
 from tests import fake_envs  # noqa: F401  (registers the fake envs)
 
 
@@ -68,7 +68,7 @@ def test_continuous_actions_are_clipped_for_the_env_but_stored_raw():
 
 @pytest.mark.parametrize("algo", ["pg", "ppo"])
 def test_batch_flattening_keeps_extras(algo):
-    from learners.registry import get_algo
+    from tandem.learners.registry import get_algo
 
     w = RolloutWorker("CartPole-v1", 2, algo, get_algo(algo).config_cls(hidden=(8,)), seed=0)
     b = w.sample(4).to_batch()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ray
 
-from cluster.session import Session
-from core.types import concat_rollouts
+from tandem.core.types import concat_rollouts
+from tandem.runner.session import Session
 
 
 def train_on_policy(s: Session) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from core.errors import TandemError
+from tandem.core.errors import TandemError
 
 
 @dataclass
@@ -155,7 +155,7 @@ def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     d = dataclasses.asdict(run)
     if d.get("replay") and "@" in d["replay"]:
         # Never write a Redis password to disk; --resume asks for the URL again.
-        from replay.errors import redact
+        from tandem.replay.errors import redact
 
         d["replay"] = redact(d["replay"])
     d["algo_config"] = {

@@ -10,8 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cluster.rundir import Counters
-from core.metrics import MetricsRow
+from tandem.core.metrics import MetricsRow
+from tandem.runner.rundir import Counters
 
 RETURN_WINDOW = 20
 

@@ -9,9 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from cluster.envs import derive_seeds, make_vector_env
-from core.types import Rollout
-from learners.registry import get_algo
+from tandem.core.types import Rollout
+from tandem.learners.registry import get_algo
+from tandem.runner.envs import derive_seeds, make_vector_env
 
 
 class RolloutWorker:
@@ -59,7 +59,7 @@ class RolloutWorker:
         self.env_steps = 0
         self._replay = None
         if replay is not None:
-            from replay import RedisReplay
+            from tandem.replay import RedisReplay
 
             # A pure writer: no mirror thread, no local copy of the ring in the worker.
             self._replay = RedisReplay(**replay, prefetch=False)

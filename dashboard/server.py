@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cluster.dashboard_data import DEFAULT_SMOOTH, DEFAULT_STALE_S, Issue, RunStore
+from tandem.dashboard.data import DEFAULT_SMOOTH, DEFAULT_STALE_S, Issue, RunStore
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "index.html": "text/html"}

@@ -2,7 +2,7 @@
 
 The report is the dashboard page (``cluster/static``) with its stylesheet, ``plotly.min.js``
 (from the installed plotly package) and ``dashboard.js`` inlined, and the data of every run
-(:meth:`cluster.dashboard_data.RunStore.snapshot`) embedded as JSON. It opens offline, from
+(:meth:`dashboard.data.RunStore.snapshot`) embedded as JSON. It opens offline, from
 a file or an e-mail attachment, and keeps the dashboard's filters and x-axis switch.
 
 ``--png`` saves one image per panel by screenshotting the report in headless Chromium
@@ -22,11 +22,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from cluster.dashboard import STATIC_DIR, plotly_js_path, print_issues
-from cluster.dashboard_data import DEFAULT_SMOOTH, RunStore
+from tandem.dashboard.data import DEFAULT_SMOOTH, RunStore
+from tandem.dashboard.server import STATIC_DIR, plotly_js_path, print_issues
 
 try:
-    from core.errors import TandemError as _UserError
+    from tandem.core.errors import TandemError as _UserError
 except ImportError:  # pragma: no cover - core.errors arrived with the lead's CLI
     _UserError = Exception  # type: ignore[assignment,misc]
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from core.metrics import METRIC_FIELDS
+from tandem.core.metrics import METRIC_FIELDS
 
 X_AXES: dict[str, str] = {
     "env_steps": "Env steps",

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from cluster.envs import env_spaces, make_env
-from cluster.rundir import load_checkpoint
-from cluster.session import load_run_config
-from core.errors import TandemError
+from tandem.core.errors import TandemError
+from tandem.runner.envs import env_spaces, make_env
+from tandem.runner.rundir import load_checkpoint
+from tandem.runner.session import load_run_config
 
 
 def evaluate(run_dir: Path, episodes: int = 10, video: bool = False, seed: int = 12345) -> dict[str, Any]:

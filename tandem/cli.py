@@ -1,21 +1,88 @@
-"""CLI wiring for ``tandem dashboard``, ``tandem report`` and ``tandem baseline rllib``.
-
-``cluster/cli.py`` calls :func:`register` with its subparsers; each subcommand sets
-``func`` to a callable taking the parsed args and returning an exit code. User mistakes
-(a missing runs dir for a report, a port in use) print one line and return 2, no traceback.
-Heavy imports (ray, playwright) happen inside the commands, so ``tandem --help`` stays fast.
-
-Standalone, before ``cluster/cli.py`` wires it: ``python -m cluster.cli_dashboard dashboard runs/``.
-"""
+"""The ``tandem`` command line, one module for every subcommand: train, eval, dashboard, report and
+baseline. A user's mistake prints one line naming the fix, never a traceback. Heavy imports (ray,
+torch, playwright) happen inside the commands, so ``tandem --help`` stays fast."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from cluster.dashboard_data import DEFAULT_SMOOTH, DEFAULT_STALE_S
+from tandem.core.errors import TandemError
+from tandem.dashboard.data import DEFAULT_SMOOTH, DEFAULT_STALE_S
+
+USER_ERRORS: tuple[type[BaseException], ...] = (TandemError,)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from tandem.replay import ReplayError
+
+        return (TandemError, ReplayError)
+    except ImportError:
+        return USER_ERRORS
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tandem.runner.config import load_yaml, parse_set
+    from tandem.runner.session import load_run_config, resolve_config, train
+
+    overrides: dict[str, Any] = parse_set(args.set or [])
+    for flag, key in [
+        ("workers", "workers"),
+        ("envs_per_worker", "envs_per_worker"),
+        ("total_steps", "total_steps"),
+        ("seed", "seed"),
+        ("address", "address"),
+        ("run_dir", "run_dir"),
+        ("replay", "replay"),
+        ("num_cpus", "num_cpus"),
+        ("stop_return", "stop_return"),
+    ]:
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    if args.replay is None and os.environ.get("TANDEM_REPLAY_URL"):
+        overrides["replay"] = os.environ["TANDEM_REPLAY_URL"]
+    if args.resume:
+        run_dir = Path(args.resume)
+        run, algo_cfg, spec = load_run_config(run_dir)
+        from tandem.runner.config import split_overrides
+
+        split_overrides(run, algo_cfg, overrides, "--set")
+        if run.replay and "***" in run.replay:
+            raise TandemError(
+                f"{run_dir} used a password-protected replay ({run.replay}); passwords are not stored: "
+                "pass --replay URL (or set TANDEM_REPLAY_URL) again to resume"
+            )
+        run.run_dir = str(run_dir)
+        out = train(run, algo_cfg, spec, resume_dir=run_dir, quiet=args.quiet)
+    else:
+        if not args.algo or not args.env:
+            raise TandemError("train needs --algo and --env (or --resume RUN_DIR)")
+        file_overrides = load_yaml(args.config) if args.config else None
+        run, algo_cfg, spec = resolve_config(args.algo, args.env, overrides, file_overrides)
+        out = train(run, algo_cfg, spec, quiet=args.quiet)
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tandem.runner.evaluate import evaluate
+
+    result = evaluate(Path(args.run_dir), episodes=args.episodes, video=args.video, seed=args.seed)
+    print(
+        f"{result['episodes']} episodes: mean return {result['return_mean']:.2f} "
+        f"(std {result['return_std']:.2f}, min {result['return_min']:.2f}, max {result['return_max']:.2f})"
+    )
+    if result.get("video_dir"):
+        print(f"videos: {result['video_dir']}")
+    return 0
+
 
 BASELINE_ALGOS = ("ppo", "dqn", "sac")
 
@@ -45,7 +112,7 @@ def _fail(cmd: str, message: str, code: int = 2) -> int:
     return code
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``dashboard``, ``report`` and ``baseline`` subcommands."""
     p = subparsers.add_parser(
         "dashboard",
@@ -129,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from cluster.dashboard import make_server
+    from tandem.dashboard.server import make_server
 
     missing = [d for d in args.runs_dirs if not Path(d).exists()]
     for d in missing:
@@ -165,7 +232,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cluster.report import ReportError, write_report
+    from tandem.dashboard.report import ReportError, write_report
 
     try:
         out = write_report(args.runs_dirs, args.output, png=args.png, smooth=args.smooth)
@@ -176,7 +243,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_rllib(args: argparse.Namespace) -> int:
-    from cluster.baseline_rllib import BaselineError, run_rllib
+    from benchmarks.rllib_baseline import BaselineError, run_rllib
 
     try:
         run_dir = run_rllib(
@@ -199,11 +266,65 @@ def cmd_baseline_rllib(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tandem", description="Distributed actor-learner RL on Ray.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an agent (pg, ppo, qlearn, qeval, dqn, sac, td3)")
+    t.add_argument("--algo", help="pg | ppo | qlearn | qeval | dqn | sac | td3")
+    t.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
+    t.add_argument("--workers", type=int, help="rollout worker actors (default 2)")
+    t.add_argument("--envs-per-worker", type=int, help="sub-envs per worker (default 4)")
+    t.add_argument(
+        "--total-steps",
+        type=int,
+        help="env-step budget (default 100k, or the algorithm's tuned budget for the env)",
+    )
+    t.add_argument("--seed", type=int)
+    t.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    t.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray")
+    t.add_argument(
+        "--replay",
+        help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... (or TANDEM_REPLAY_URL) "
+        "(default: a managed local redis-server)",
+    )
+    t.add_argument(
+        "--stop-return",
+        type=float,
+        help="stop once the mean of the last return_window (default 20) episode returns reaches this",
+    )
+    t.add_argument("--config", help="YAML file of config keys")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--run-dir", help="output directory (default runs/<algo>-<env>-<time>)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress display")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="run a trained policy greedily")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=12345)
+    e.add_argument("--video", action="store_true", help="record videos into RUN_DIR/videos")
+    e.set_defaults(func=cmd_eval)
+
+    register_dashboard(sub)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tandem")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    logging.basicConfig(level=logging.WARNING, format="tandem: %(message)s")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "tandem: interrupted; the last checkpoint is kept (resume with --resume RUN_DIR)", file=sys.stderr
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from agents.offpolicy import PrioritizedReplayConfig
-from cluster.session import Session
-from core.errors import TandemError
+from tandem.agents.offpolicy import PrioritizedReplayConfig
+from tandem.core.errors import TandemError
+from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
 
@@ -21,7 +21,7 @@ log = logging.getLogger("tandem")
 def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
     """The learner's replay, the spec workers use to write to it (None: send batches to the
     driver), and the managed Redis server if Tandem started one."""
-    from replay import make_replay
+    from tandem.replay import make_replay
 
     run, cfg = s.run_cfg, s.algo_cfg
     name = run.replay_name or Path(run.run_dir).name
@@ -44,7 +44,7 @@ def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
     server = None
     url = run.replay
     if url is None:
-        from replay.server import ManagedRedis
+        from tandem.replay.server import ManagedRedis
 
         if len([n for n in ray.nodes() if n.get("Alive")]) > 1:
             raise TandemError(
@@ -61,7 +61,7 @@ def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
 
 def train_off_policy(s: Session) -> None:
     run, cfg, c, learner = s.run_cfg, s.algo_cfg, s.counters, s.learner
-    from replay import RateLimiter
+    from tandem.replay import RateLimiter
 
     buffer, writer_spec, server = open_replay(s)
     steps_per_call = getattr(cfg, "fragment_length", 16)

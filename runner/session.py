@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 
-from cluster.config import RunConfig, split_overrides, to_yaml_dict
-from cluster.envs import env_spaces
-from cluster.reporting import Reporter, window_reached
-from cluster.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
-from core.errors import TandemError
-from learners.registry import AlgoSpec, get_algo
+from tandem.core.errors import TandemError
+from tandem.learners.registry import AlgoSpec, get_algo
+from tandem.runner.config import RunConfig, split_overrides, to_yaml_dict
+from tandem.runner.envs import env_spaces
+from tandem.runner.progress import Reporter, window_reached
+from tandem.runner.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
 
 log = logging.getLogger("tandem")
 
@@ -79,7 +79,7 @@ class Session:
 
     def start_workers(self, replay: dict[str, Any] | None = None):
         """The run's rollout workers on Ray (``replay``: where they write, for off-policy)."""
-        from cluster.group import WorkerGroup
+        from tandem.cluster.group import WorkerGroup
 
         run = self.run_cfg
         return WorkerGroup(
@@ -164,7 +164,7 @@ def train(
     run: RunConfig, algo_cfg: Any, spec: AlgoSpec, resume_dir: Path | None = None, quiet: bool = False
 ) -> Path:
     """Run a whole training job; returns the run directory. Joins or starts Ray."""
-    from cluster.group import init_ray
+    from tandem.cluster.group import init_ray
 
     t_start = time.perf_counter()
     import torch
@@ -180,11 +180,11 @@ def train(
         )
     try:
         if spec.on_policy:
-            from cluster.on_policy import train_on_policy
+            from tandem.runner.on_policy import train_on_policy
 
             train_on_policy(s)
         else:
-            from cluster.off_policy import train_off_policy
+            from tandem.runner.off_policy import train_off_policy
 
             train_off_policy(s)
         s.checkpoint()

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from core.errors import TandemError
+from tandem.core.errors import TandemError
 
 
 def check_env_id(env_id: str) -> None:

@@ -55,11 +55,11 @@ from typing import Any
 
 import yaml
 
-from cluster.reporting import RETURN_WINDOW, window_reached
-from cluster.rundir import default_run_dir, write_status
+from tandem.runner.progress import RETURN_WINDOW, window_reached
+from tandem.runner.rundir import default_run_dir, write_status
 
 try:
-    from core.errors import TandemError as _UserError
+    from tandem.core.errors import TandemError as _UserError
 except ImportError:  # pragma: no cover
     _UserError = Exception  # type: ignore[assignment,misc]
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import yaml
 
-from core.errors import TandemError
+from tandem.core.errors import TandemError
 
 
 @dataclass
@@ -115,14 +115,14 @@ class RunDir:
 
         self._tb = SummaryWriter(str(self.path / "tb"))
         if ray_metrics:
-            from cluster.telemetry import RayMetrics
+            from tandem.cluster.telemetry import RayMetrics
 
             self._ray_metrics = RayMetrics(run=self.path.name, algo=algo, env=env_id)
 
     def log(self, row: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(row, default=_json_default) + "\n")
         if self._tb is not None:
-            from cluster.telemetry import write_tensorboard
+            from tandem.cluster.telemetry import write_tensorboard
 
             write_tensorboard(self._tb, row, step=int(row["env_steps"]))
         if self._ray_metrics is not None:
