@@ -15,7 +15,7 @@ The usage loop, in the order the two paths run it::
 
 from tandem.core.metrics import METRIC_FIELDS, MetricsRow
 from tandem.core.protocols import Learner, Policy, ReplayBuffer
-from tandem.core.types import Batch, Rollout, concat_rollouts
+from tandem.core.types import Batch, Rollout, UpdateResult, concat_rollouts
 
 __all__ = [
     "METRIC_FIELDS",
@@ -25,5 +25,6 @@ __all__ = [
     "Policy",
     "ReplayBuffer",
     "Rollout",
+    "UpdateResult",
     "concat_rollouts",
 ]

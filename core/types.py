@@ -147,3 +147,24 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
         policy_version=min(r.policy_version for r in rollouts),
         worker_index=-1,
     )
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What ``Learner.update`` returns, on both paths.
+
+    The drivers add ``grad_steps`` and ``samples_trained`` to the run's counters, so data reuse
+    (``samples_trained / env_steps``) is counted by the learner that did the work: PPO's epochs
+    and minibatches, a DQN step's batch, a Dyna learner's model samples.
+    """
+
+    metrics: Mapping[str, float]
+    """Namespaced scalars for the metrics row (``loss/policy``, ``stats/entropy``)."""
+    grad_steps: int = 1
+    """Optimizer steps (or tabular sweeps) taken by this call."""
+    samples_trained: int = 0
+    """Transitions consumed by those steps, counted with repetition."""
+    priorities: np.ndarray | None = None
+    """New replay priorities for ``batch.indices`` (prioritized replay), else None."""
+    samples_model: int = 0
+    """Model-generated transitions consumed (Dyna-style learners); 0 for model-free ones."""
