@@ -45,7 +45,6 @@ after each ``train()`` iteration, so a run can overshoot by up to one iteration'
 from __future__ import annotations
 
 import copy
-import json
 import os
 import statistics
 import time
@@ -53,10 +52,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tandem.core.metrics import MetricsRow
 from tandem.runner.progress import RETURN_WINDOW, window_reached
-from tandem.runner.rundir import default_run_dir, write_status
+from tandem.runner.rundir import RunDir, default_run_dir, write_status
 
 try:
     from tandem.core.errors import TandemError as _UserError
@@ -147,6 +145,24 @@ TUNED: dict[str, dict[str, Any]] = {
     },
 }
 
+# A stronger PPO than the tuned example's linear 32-unit net: RLlib's default nets (256x256 tanh,
+# separate value net) with a larger batch and more epochs. Measured here: 475 on CartPole at
+# 32k-40k env steps with 1 env runner, against about 124k for the tuned example.
+PPO_STRONG: dict[str, Any] = {
+    "source": "RLlib defaults, batch 4000, minibatch 128, 10 epochs, lr 3e-4 (no tuned example)",
+    "training": {
+        "gamma": 0.99,
+        "lr": 0.0003,
+        "num_epochs": 10,
+        "train_batch_size_per_learner": 4000,
+        "minibatch_size": 128,
+    },
+    "model": {},
+}
+PRESETS: dict[str, dict[str, Any]] = {"tuned": {}, "strong": {"ppo": PPO_STRONG}}
+"""``--preset``: ``tuned`` is RLlib's tuned example per algorithm; ``strong`` replaces it where a
+stronger configuration is known (PPO)."""
+
 # rllib/tuned_examples/sac/halfcheetah_sac.py: MuJoCo locomotion differs from Pendulum.
 SAC_MUJOCO_TRAINING = {
     "initial_alpha": 1.001,
@@ -168,15 +184,20 @@ MUJOCO_PREFIXES = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swim
 _SECTIONS = ("training", "model", "env_runners", "reporting")
 
 
-def tuned_hyperparameters(algo: str, env_id: str, overrides: Mapping[str, Any] | None = None) -> dict:
+def tuned_hyperparameters(
+    algo: str, env_id: str, overrides: Mapping[str, Any] | None = None, preset: str = "tuned"
+) -> dict:
     """The sections of hyperparameters for ``algo`` on ``env_id``, with ``overrides`` applied.
 
-    ``overrides`` is flat (``{"lr": 1e-3}`` goes to ``training``) or names a section
-    (``{"model": {"fcnet_hiddens": [64, 64]}}``, ``{"env_runners": {...}}``).
+    ``preset`` picks RLlib's tuned example (``tuned``) or a stronger known config (``strong``,
+    where one exists). ``overrides`` is flat (``{"lr": 1e-3}`` goes to ``training``) or names a
+    section (``{"model": {"fcnet_hiddens": [64, 64]}}``, ``{"env_runners": {...}}``).
     """
     if algo not in TUNED:
         raise BaselineError(f"unknown RLlib baseline algo {algo!r}: choose one of {', '.join(TUNED)}")
-    hp = copy.deepcopy(TUNED[algo])
+    if preset not in PRESETS:
+        raise BaselineError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    hp = copy.deepcopy(PRESETS[preset].get(algo, TUNED[algo]))
     if algo == "sac" and env_id.startswith(MUJOCO_PREFIXES):
         hp["source"] = "rllib/tuned_examples/sac/halfcheetah_sac.py"
         hp["training"].update(copy.deepcopy(SAC_MUJOCO_TRAINING))
@@ -296,23 +317,26 @@ class _RowMaker:
         if seq_env is not None and seq_learn:
             lag = max(seq_learn) - seq_env
         dt = max(now - self.last_t, 1e-9)
-        row = {
-            "env_steps": int(steps),
-            "episodes": int(_num(env.get("num_episodes_lifetime")) or 0),
-            "wall_time_s": round(now - self.t_start, 3),
-            "episode_return_mean": statistics.fmean(rets) if rets else None,
-            "episode_returns": [round(r, 4) for r in rets],
-            "grad_updates": int(round(self.grad_updates)),
-            "samples_trained": int(trained),
-            "replay_ratio": trained / steps if steps else 0.0,
-            "env_steps_per_s": round((steps - self.last_steps) / dt, 2),
-            "updates_per_s": round((self.grad_updates - self.last_updates) / dt, 2),
-            "workers": int(_num(_get(result, "fault_tolerance/num_healthy_workers")) or self.workers),
-            "policy_lag": lag if lag is not None else 0.0,
+        extra: dict[str, Any] = {
             "return_mean_window": statistics.fmean(self.recent) if self.recent else None,
             "rllib/episode_return_mean": _num(env.get("episode_return_mean")),
             "rllib/iteration": int(result.get("training_iteration", 0)),
         }
+        row = MetricsRow(
+            env_steps=int(steps),
+            episodes=int(_num(env.get("num_episodes_lifetime")) or 0),
+            wall_time_s=round(now - self.t_start, 3),
+            episode_return_mean=statistics.fmean(rets) if rets else None,
+            episode_returns=[round(r, 4) for r in rets],
+            grad_updates=int(round(self.grad_updates)),
+            samples_trained=int(trained),
+            replay_ratio=trained / steps if steps else 0.0,
+            env_steps_per_s=round((steps - self.last_steps) / dt, 2),
+            updates_per_s=round((self.grad_updates - self.last_updates) / dt, 2),
+            workers=int(_num(_get(result, "fault_tolerance/num_healthy_workers")) or self.workers),
+            policy_lag=lag if lag is not None else 0.0,
+            extra=extra,
+        ).to_json()
         for mid, m in learners.items():
             if mid == "__all_modules__" or not isinstance(m, Mapping):
                 continue
@@ -361,6 +385,7 @@ def run_rllib(
     envs_per_worker: int = 1,
     return_window: int = RETURN_WINDOW,
     max_wall_s: float | None = None,
+    preset: str = "tuned",
 ) -> Path:
     """Train RLlib's ``algo`` on ``env_id`` and write a Tandem run directory; returns its path.
 
@@ -369,15 +394,15 @@ def run_rllib(
     ``workers + 1``, at least 2) unless it is already running or ``address`` names a cluster.
     Training stops at ``total_steps`` env steps, when the mean of the last ``return_window``
     episode returns reaches ``stop_return``, or after ``max_wall_s`` seconds (counted from the
-    call, like the rows' wall time), whichever comes first. ``config_overrides`` changes the
-    tuned hyperparameters (see :func:`tuned_hyperparameters`).
+    call, like the rows' wall time), whichever comes first. ``preset`` and ``config_overrides``
+    choose and change the hyperparameters (see :func:`tuned_hyperparameters`).
 
     On an error during training the run is marked crashed (with the error) and the error
     propagates; a request RLlib cannot build (unknown env, bad override) raises
     :class:`BaselineError`.
     """
     t_start = time.perf_counter()  # before ray.init: start-up counts, as for Tandem's runs
-    hp = tuned_hyperparameters(algo, env_id, config_overrides)
+    hp = tuned_hyperparameters(algo, env_id, config_overrides, preset)
     if total_steps <= 0:
         raise BaselineError(f"total_steps must be positive, not {total_steps}")
     if workers < 0:
@@ -391,13 +416,12 @@ def run_rllib(
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(algo, env_id)
     if (run_dir / "metrics.jsonl").exists():
         raise BaselineError(f"run directory {run_dir} already holds a run; choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, "running")
 
     import ray
 
     started_ray = False
     algorithm = None
+    rundir: RunDir | None = None
     try:
         if not ray.is_initialized():
             if address:
@@ -418,11 +442,13 @@ def run_rllib(
             "return_window": return_window,
             "max_wall_s": max_wall_s,
             "framework": "rllib",
+            "preset": preset,
             "rllib_version": ray.__version__,
             "hyperparameters_from": hp.get("source"),
             "algo_config": _plain({k: v for k, v in hp.items() if k != "source"}),
         }
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_doc, sort_keys=False))
+        rundir = RunDir(run_dir, config_doc)
+        rundir.attach_telemetry(algo, env_id, ray_metrics=False)
         try:
             algorithm = build_config(algo, env_id, seed, workers, hp, envs_per_worker).build_algo()
         except Exception as e:  # noqa: BLE001 - RLlib raises many kinds for a bad env or config
@@ -433,18 +459,21 @@ def run_rllib(
             why = f"{root.__class__.__name__}: {lines[-1][:300]}" if lines else root.__class__.__name__
             raise BaselineError(f"RLlib cannot build {algo} on {env_id}: {why}") from e
         rows = _RowMaker(workers, t_start, return_window)
-        with open(run_dir / "metrics.jsonl", "a", buffering=1) as out:
-            while True:
-                row = rows.row(algorithm.train())
-                out.write(json.dumps(row) + "\n")
-                write_status(run_dir, "running")
-                out_of_time = max_wall_s is not None and time.perf_counter() - t_start >= max_wall_s
-                if row["env_steps"] >= total_steps or rows.reached(stop_return) or out_of_time:
-                    break
-        write_status(run_dir, "finished")
+        while True:
+            row = rows.row(algorithm.train())
+            rundir.log(row)
+            out_of_time = max_wall_s is not None and time.perf_counter() - t_start >= max_wall_s
+            if row["env_steps"] >= total_steps or rows.reached(stop_return) or out_of_time:
+                break
+        rundir.close("finished")
     except BaseException as e:
         msg = f"{e.__class__.__name__}: {e}".strip()
-        write_status(run_dir, "crashed", msg.splitlines()[0][:500] if msg else e.__class__.__name__)
+        error = msg.splitlines()[0][:500] if msg else e.__class__.__name__
+        if rundir is not None:
+            rundir.close("crashed", error)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_status(run_dir, "crashed", error)
         raise
     finally:
         if algorithm is not None:
@@ -455,3 +484,50 @@ def run_rllib(
         if started_ray:
             ray.shutdown()
     return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.rllib_baseline --algo ppo --env CartPole-v1 --total-steps 100000``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.rllib_baseline",
+        description="Run RLlib (new API stack) and write metrics.jsonl, config.yaml and status.json "
+        "in Tandem's format, so the dashboard and report show it beside Tandem's runs.",
+    )
+    p.add_argument("--algo", choices=sorted(TUNED), required=True)
+    p.add_argument("--env", required=True, dest="env_id", metavar="ENV_ID", help="gymnasium id")
+    p.add_argument("--total-steps", type=int, required=True, help="env steps to collect")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="tuned", help="tuned example or stronger")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/<algo>-<env>-<timestamp>)")
+    p.add_argument("--workers", type=int, default=1, help="RLlib env runners (default: 1)")
+    p.add_argument("--stop-return", type=float, default=None, help="stop once the trailing mean reaches this")
+    p.add_argument("--return-window", type=int, default=RETURN_WINDOW, help="episodes in the trailing mean")
+    p.add_argument("--max-wall-s", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--address", default=None, help="Ray address to join (default: start a local Ray)")
+    args = p.parse_args(argv)
+    try:
+        run_dir = run_rllib(
+            args.algo,
+            args.env_id,
+            args.total_steps,
+            args.seed,
+            args.run_dir,
+            workers=args.workers,
+            stop_return=args.stop_return,
+            address=args.address,
+            return_window=args.return_window,
+            max_wall_s=args.max_wall_s,
+            preset=args.preset,
+        )
+    except BaselineError as e:
+        print(f"rllib_baseline: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -84,9 +84,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-BASELINE_ALGOS = ("ppo", "dqn", "sac")
-
-
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -113,7 +110,7 @@ def _fail(cmd: str, message: str, code: int = 2) -> int:
 
 
 def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``dashboard``, ``report`` and ``baseline`` subcommands."""
+    """Add the ``dashboard`` and ``report`` subcommands."""
     p = subparsers.add_parser(
         "dashboard",
         help="live web dashboard over run directories",
@@ -165,35 +162,6 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_report)
 
-    p = subparsers.add_parser("baseline", help="reference runs of other libraries in Tandem's run format")
-    sub = p.add_subparsers(dest="baseline_kind", metavar="{rllib}", required=True)
-    q = sub.add_parser(
-        "rllib",
-        help="run RLlib's algorithm (tuned example hyperparameters) and write a Tandem run dir",
-        description="Run RLlib (new API stack) and write metrics.jsonl, config.yaml and status.json "
-        "in Tandem's format, so the dashboard and report show it beside Tandem's runs.",
-    )
-    q.add_argument("--algo", choices=BASELINE_ALGOS, required=True)
-    q.add_argument(
-        "--env", required=True, dest="env_id", metavar="ENV_ID", help="gymnasium id, e.g. CartPole-v1"
-    )
-    q.add_argument("--total-steps", type=_positive_int, required=True, help="env steps to collect")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--run-dir", default=None, help="run directory (default: runs/<algo>-<env>-<timestamp>)")
-    q.add_argument("--workers", type=_positive_int, default=1, help="RLlib env runners (default: 1)")
-    q.add_argument(
-        "--stop-return",
-        type=float,
-        default=None,
-        help="stop once the mean of the last --return-window episode returns reaches this",
-    )
-    q.add_argument(
-        "--return-window", type=_positive_int, default=20, help="episodes in the trailing mean (default: 20)"
-    )
-    q.add_argument("--max-wall-s", type=float, default=None, help="stop after this many seconds")
-    q.add_argument("--address", default=None, help="Ray address to join (default: start a local Ray)")
-    q.set_defaults(func=cmd_baseline_rllib)
-
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from tandem.dashboard.server import make_server
@@ -239,30 +207,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as e:
         return _fail("report", str(e))
     print(f"tandem report: wrote {out}")
-    return 0
-
-
-def cmd_baseline_rllib(args: argparse.Namespace) -> int:
-    from benchmarks.rllib_baseline import BaselineError, run_rllib
-
-    try:
-        run_dir = run_rllib(
-            args.algo,
-            args.env_id,
-            args.total_steps,
-            args.seed,
-            args.run_dir,
-            workers=args.workers,
-            stop_return=args.stop_return,
-            address=args.address,
-            return_window=args.return_window,
-            max_wall_s=args.max_wall_s,
-        )
-    except BaselineError as e:
-        return _fail("baseline rllib", str(e))
-    except KeyboardInterrupt:
-        return _fail("baseline rllib", "interrupted", code=130)
-    print(f"tandem baseline rllib: wrote {run_dir}")
     return 0
 
 

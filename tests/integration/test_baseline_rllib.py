@@ -151,3 +151,22 @@ def test_unknown_env_is_a_one_line_error_before_ray_starts(tmp_path):
     with pytest.raises(BaselineError, match="unknown gymnasium env 'Nope-v0'"):
         run_rllib("ppo", "Nope-v0", 100, 0, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_strong_ppo_preset_replaces_the_tuned_example():
+    hp = tuned_hyperparameters("ppo", "CartPole-v1", preset="strong")
+    assert hp["training"]["num_epochs"] == 10 and hp["training"]["minibatch_size"] == 128
+    assert hp["model"] == {}  # RLlib's default nets, not the example's linear 32 units
+    assert tuned_hyperparameters("dqn", "CartPole-v1", preset="strong") == tuned_hyperparameters(
+        "dqn", "CartPole-v1"
+    )
+    with pytest.raises(BaselineError, match="unknown preset 'huge'"):
+        tuned_hyperparameters("ppo", "CartPole-v1", preset="huge")
+
+
+def test_module_cli_reports_a_bad_env_in_one_line(capsys):
+    from benchmarks.rllib_baseline import main
+
+    assert main(["--algo", "ppo", "--env", "Nope-v0", "--total-steps", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rllib_baseline: error: unknown gymnasium env 'Nope-v0'") and "\n" not in err

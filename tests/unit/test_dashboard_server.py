@@ -105,17 +105,6 @@ def test_register_adds_subcommands_with_funcs():
     assert args.runs_dirs == ["a", "b"] and args.host == "127.0.0.1" and callable(args.func)
     args = parser.parse_args(["report", "runs", "-o", "x.html", "--png"])
     assert args.output == "x.html" and args.png and callable(args.func)
-    args = parser.parse_args(
-        ["baseline", "rllib", "--algo", "dqn", "--env", "CartPole-v1", "--total-steps", "10"]
-    )
-    assert (args.algo, args.env_id, args.total_steps, args.workers, args.seed) == (
-        "dqn",
-        "CartPole-v1",
-        10,
-        1,
-        0,
-    )
-    assert args.run_dir is None and callable(args.func)
 
 
 @pytest.mark.parametrize("port", ["80000", "http"])
