@@ -15,7 +15,8 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # No build isolation: the venv's setuptools builds it, so the test needs no package index.
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out)]
+        + ["."],
         cwd=ROOT,
         check=True,
         timeout=240,
@@ -36,7 +37,8 @@ def test_wheel_maps_every_folder_under_tandem_and_ships_the_dashboard(wheel):
         assert f"tandem/{pkg}/__init__.py" in names, pkg
     assert "tandem/cli.py" in names
     assert {"tandem/dashboard/static/index.html", "tandem/dashboard/static/dashboard.js"} <= names
-    assert not any(n.startswith(("tandem/tests/", "tandem/benchmarks/", "tests/", "benchmarks/")) for n in names)
+    outside = ("tandem/tests/", "tandem/benchmarks/", "tests/", "benchmarks/")
+    assert not any(n.startswith(outside) for n in names)
 
 
 def test_console_script_points_into_the_namespace(wheel):
