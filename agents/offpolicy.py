@@ -8,7 +8,6 @@ slowly-moving target networks. Those three steps live here once.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -41,18 +40,6 @@ class TensorBatch(NamedTuple):
     terminated: torch.Tensor
     discount: torch.Tensor
     weights: torch.Tensor
-
-
-@dataclass
-class PrioritizedReplayConfig:
-    """The replay-sampling fields DQN, SAC and TD3 share (their configs extend this one)."""
-
-    prioritized: bool = False
-    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
-    priority_alpha: float = 0.6
-    """Priority exponent α (0: uniform)."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent β."""
 
 
 def batch_to_tensors(batch: Batch, obs_space: gym.Space, act_space: gym.Space, gamma: float) -> TensorBatch:

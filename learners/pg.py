@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout
-from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
+from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import full_return, reward_to_go
 
@@ -92,7 +93,7 @@ class PGLearner:
         fb = flatten(m, rollout, adv, rtg, values)
         psi = normalize(fb.advantages) if cfg.normalize_advantages else fb.advantages
 
-        ent_coef = linear_schedule(cfg.entropy_coef, self.progress)
+        ent_coef = linear_schedule(cfg.entropy_coef, 0.0, self.progress)
         d = m.dist(fb.x)
         logp, ent = m.log_prob(d, fb.actions), m.entropy(d)
         loss = pg_loss(logp, psi, ent, ent_coef)

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout
-from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
+from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae
 
@@ -112,10 +113,10 @@ class PPOLearner:
             cfg.gae_lambda,
         )
         fb = flatten(m, rollout, adv, ret, values)
-        lr = linear_schedule(cfg.lr, self.progress) if cfg.anneal_lr else cfg.lr
+        lr = linear_schedule(cfg.lr, 0.0, self.progress) if cfg.anneal_lr else cfg.lr
         for g in self.opt.param_groups:
             g["lr"] = max(lr, 1e-7)
-        eps = linear_schedule(cfg.clip_eps, self.progress) if cfg.anneal_clip else cfg.clip_eps
+        eps = linear_schedule(cfg.clip_eps, 0.0, self.progress) if cfg.anneal_clip else cfg.clip_eps
         eps = max(eps, 1e-3)
 
         steps = samples = 0

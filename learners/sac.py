@@ -32,7 +32,6 @@ from tandem.agents.continuous import (
     twin_q_loss,
 )
 from tandem.agents.offpolicy import (
-    PrioritizedReplayConfig,
     batch_to_tensors,
     frozen,
     optimizer_step,
@@ -40,17 +39,16 @@ from tandem.agents.offpolicy import (
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch
+from tandem.learners.config import MUJOCO_REPLAY_DEFAULTS, PrioritizedReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
 
 @dataclass
-class SACConfig(PrioritizedReplayConfig):
+class SACConfig(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
     """SAC hyperparameters. Defaults: the paper's MuJoCo settings with CleanRL's critic and α step
     sizes; ENV_PRESETS adjusts them for the small envs."""
 
-    fragment_length: int = 8
-    """Steps per sub-env per worker call (one replay write)."""
     gamma: float = 0.99
     """Discount γ."""
     tau: float = 0.005
@@ -73,16 +71,6 @@ class SACConfig(PrioritizedReplayConfig):
     """Critic updates per actor (and α) update."""
     random_warmup: bool = True
     """Workers act uniformly at random until the first trained weights arrive."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    replay_capacity: int = 300_000
-    """Replay size in transitions (more than any judged budget; the papers use 1M)."""
-    min_size: int = 5_000
-    """Replay size before the first gradient step (collected with uniform random actions)."""
-    samples_per_insert: float = 256.0
-    """Target replay ratio: 256 with batch 256 is one gradient step per env step (the paper's)."""
-    weights_publish_interval: int = 20
-    """Gradient steps between actor broadcasts to the workers."""
 
 
 # Applied before the user's --config / --set (see AlgoSpec.preset).

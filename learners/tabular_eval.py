@@ -18,13 +18,14 @@ from typing import Literal
 import numpy as np
 
 from tandem.agents.offpolicy import policy_rng
+from tandem.learners.config import OffPolicyConfig
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.returns import td_target
 from tandem.learners.tabular import TabularTDLearner, check_tabular_spaces
 
 
 @dataclass
-class QEvalConfig:
+class QEvalConfig(OffPolicyConfig, replay_capacity=200_000, weights_publish_interval=50):
     """Hyperparameters of tabular policy evaluation."""
 
     gamma: float = 0.99
@@ -37,18 +38,6 @@ class QEvalConfig:
     """π to evaluate: 'uniform', or a path to a .npy table ([S, A] probabilities or [S] actions)."""
     behavior: Literal["uniform", "target"] = "uniform"
     """How workers act: 'uniform' (random actions, covers every (s, a)) or 'target' (sample π)."""
-    fragment_length: int = 16
-    """Steps per sub-env per worker call (one replay write)."""
-    batch_size: int = 256
-    """Transitions per update."""
-    replay_capacity: int = 200_000
-    """Replay size in transitions."""
-    min_size: int = 1_000
-    """Replay size before the first update."""
-    samples_per_insert: float = 64.0
-    """Target replay ratio: sampled transitions per inserted transition."""
-    weights_publish_interval: int = 50
-    """Updates between Q-table broadcasts (the Q table is published for display)."""
 
 
 def policy_table(spec: str | np.ndarray, num_states: int, num_actions: int) -> np.ndarray:
