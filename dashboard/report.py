@@ -22,7 +22,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.dashboard.data import DEFAULT_SMOOTH, RunStore
+from tandem.core.metrics import RETURN_WINDOW
+from tandem.dashboard.data import RunStore
 from tandem.dashboard.server import STATIC_DIR, plotly_js_path, print_issues
 
 try:
@@ -85,7 +86,7 @@ def write_report(
     roots: Sequence[str | os.PathLike],
     output: str | os.PathLike = "report.html",
     png: bool = False,
-    smooth: int = DEFAULT_SMOOTH,
+    smooth: int = RETURN_WINDOW,
     quiet: bool = False,
 ) -> Path:
     """Write the report for the runs under ``roots``; with ``png``, also ``<stem>-<panel>.png``.

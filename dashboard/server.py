@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tandem.dashboard.data import DEFAULT_SMOOTH, DEFAULT_STALE_S, Issue, RunStore
+from tandem.core.metrics import RETURN_WINDOW
+from tandem.dashboard.data import DEFAULT_STALE_S, Issue, RunStore
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "index.html": "text/html"}
@@ -165,7 +166,7 @@ def make_server(
     roots: Sequence[str | Path],
     host: str = "127.0.0.1",
     port: int = 8050,
-    smooth: int = DEFAULT_SMOOTH,
+    smooth: int = RETURN_WINDOW,
     stale_s: float = DEFAULT_STALE_S,
     quiet: bool = False,
 ) -> DashboardServer:
@@ -183,7 +184,7 @@ def serve(
     roots: Sequence[str | Path],
     host: str = "127.0.0.1",
     port: int = 8050,
-    smooth: int = DEFAULT_SMOOTH,
+    smooth: int = RETURN_WINDOW,
     stale_s: float = DEFAULT_STALE_S,
 ) -> None:
     """Serve until Ctrl-C."""

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from tandem.core.errors import TandemError
+from tandem.core.metrics import RETURN_WINDOW
 
 
 @dataclass
@@ -43,7 +44,7 @@ class RunConfig:
     """Redis buffer name (default: the run directory's name); runs that share it share data."""
     stop_return: float | None = None
     """Stop early once the mean return of the last ``return_window`` episodes reaches this."""
-    return_window: int = 20
+    return_window: int = RETURN_WINDOW
     """Episodes in the trailing mean (console, return_mean_window, stop_return); 5 suits
     1000-step MuJoCo episodes, where 20 episodes span 20k env steps."""
     checkpoint_every: int = 20
@@ -151,7 +152,13 @@ def split_overrides(run: RunConfig, algo_cfg: Any, overrides: dict[str, Any], so
 
 
 def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
-    """The fully resolved config as written to config.yaml (and read back by --resume)."""
+    """The fully resolved config as written to config.yaml (and read back by --resume).
+
+    Besides the two configs it records ``on_policy`` (from the algorithm's registry entry), so
+    readers such as the dashboard know which driver ran without knowing algorithm names.
+    """
+    from tandem.learners.registry import get_algo
+
     d = dataclasses.asdict(run)
     if d.get("replay") and "@" in d["replay"]:
         # Never write a Redis password to disk; --resume asks for the URL again.
@@ -161,5 +168,6 @@ def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     d["algo_config"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(algo_cfg).items()
     }
+    d["on_policy"] = get_algo(run.algo).on_policy
     d["framework"] = "tandem"
     return d

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tandem.core.errors import TandemError
-from tandem.dashboard.data import DEFAULT_SMOOTH, DEFAULT_STALE_S
+from tandem.core.metrics import RETURN_WINDOW
+from tandem.dashboard.data import DEFAULT_STALE_S
 
 USER_ERRORS: tuple[type[BaseException], ...] = (TandemError,)
 
@@ -134,8 +135,8 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--smooth",
         type=_positive_int,
-        default=DEFAULT_SMOOTH,
-        help=f"episodes in the rolling mean of the return curve (default: {DEFAULT_SMOOTH})",
+        default=RETURN_WINDOW,
+        help=f"episodes in the rolling mean of the return curve (default: {RETURN_WINDOW})",
     )
     p.add_argument(
         "--stale-s",
@@ -160,8 +161,8 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--smooth",
         type=_positive_int,
-        default=DEFAULT_SMOOTH,
-        help=f"episodes in the rolling mean of the return curve (default: {DEFAULT_SMOOTH})",
+        default=RETURN_WINDOW,
+        help=f"episodes in the rolling mean of the return curve (default: {RETURN_WINDOW})",
     )
     p.set_defaults(func=cmd_report)
 
@@ -188,7 +189,10 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
         help="stop once the mean of the last --return-window episode returns reaches this",
     )
     q.add_argument(
-        "--return-window", type=_positive_int, default=20, help="episodes in the trailing mean (default: 20)"
+        "--return-window",
+        type=_positive_int,
+        default=RETURN_WINDOW,
+        help=f"episodes in the trailing mean (default: {RETURN_WINDOW})",
     )
     q.add_argument("--max-wall-s", type=float, default=None, help="stop after this many seconds")
     q.add_argument("--address", default=None, help="Ray address to join (default: start a local Ray)")
@@ -291,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--stop-return",
         type=float,
-        help="stop once the mean of the last return_window (default 20) episode returns reaches this",
+        help=f"stop once the mean of the last return_window (default {RETURN_WINDOW}) episode returns "
+        "reaches this",
     )
     t.add_argument("--config", help="YAML file of config keys")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
