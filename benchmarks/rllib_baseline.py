@@ -55,22 +55,17 @@ from typing import Any
 
 import yaml
 
+from tandem.core.errors import TandemError
 from tandem.core.metrics import RETURN_WINDOW, finite_float
 from tandem.learners.registry import get_algo
 from tandem.runner.progress import window_reached
 from tandem.runner.rundir import default_run_dir, write_status
 
-try:
-    from tandem.core.errors import TandemError as _UserError
-except ImportError:  # pragma: no cover
-    _UserError = Exception  # type: ignore[assignment,misc]
-
-
 EPISODE_RETURNS_KEY = "tandem_episode_returns"
 """The per-episode list our callback adds to ``result["env_runners"]``."""
 
 
-class BaselineError(_UserError):
+class BaselineError(TandemError):
     """A bad request (unknown algo, env that RLlib cannot build, used run dir): one line."""
 
 

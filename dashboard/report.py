@@ -22,14 +22,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from tandem.core.errors import TandemError
 from tandem.core.metrics import RETURN_WINDOW
 from tandem.dashboard.data import RunStore
 from tandem.dashboard.server import STATIC_DIR, plotly_js_path, print_issues
-
-try:
-    from tandem.core.errors import TandemError as _UserError
-except ImportError:  # pragma: no cover - core.errors arrived with the lead's CLI
-    _UserError = Exception  # type: ignore[assignment,misc]
 
 PANELS = {
     "efficiency": "panel-efficiency",
@@ -50,7 +46,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-class ReportError(_UserError):
+class ReportError(TandemError):
     """Bad input for a report (no runs, unwritable output, no browser for --png): one line."""
 
 

@@ -21,6 +21,7 @@ import torch
 
 from tandem.agents.offpolicy import policy_rng
 from tandem.agents.q import epsilon_greedy
+from tandem.core.errors import TandemError
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch
 from tandem.learners.config import OffPolicyConfig
@@ -175,8 +176,9 @@ class TabularQPolicy:
 
     def __init__(self, num_states: int, num_actions: int, cfg: QLearnConfig, worker_index: int = 0):
         if cfg.exploration not in ("epsilon", "count", "count_sqrt"):
-            raise ValueError(
-                f"exploration must be 'epsilon', 'count' or 'count_sqrt', not {cfg.exploration!r}"
+            raise TandemError(
+                f"exploration must be 'epsilon', 'count' or 'count_sqrt', not {cfg.exploration!r}: "
+                "--set exploration=count"
             )
         self.cfg = cfg
         self.q = np.zeros((num_states, num_actions), dtype=np.float32)

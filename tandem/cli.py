@@ -164,7 +164,7 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
         default=RETURN_WINDOW,
         help=f"episodes in the rolling mean of the return curve (default: {RETURN_WINDOW})",
     )
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, error_prefix="tandem report")
 
     p = subparsers.add_parser("baseline", help="reference runs of other libraries in Tandem's run format")
     sub = p.add_subparsers(dest="baseline_kind", metavar="{rllib}", required=True)
@@ -196,7 +196,7 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--max-wall-s", type=float, default=None, help="stop after this many seconds")
     q.add_argument("--address", default=None, help="Ray address to join (default: start a local Ray)")
-    q.set_defaults(func=cmd_baseline_rllib)
+    q.set_defaults(func=cmd_baseline_rllib, error_prefix="tandem baseline rllib")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -236,18 +236,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tandem.dashboard.report import ReportError, write_report
+    from tandem.dashboard.report import write_report
 
-    try:
-        out = write_report(args.runs_dirs, args.output, png=args.png, smooth=args.smooth)
-    except ReportError as e:
-        return _fail("report", str(e))
+    out = write_report(args.runs_dirs, args.output, png=args.png, smooth=args.smooth)
     print(f"tandem report: wrote {out}")
     return 0
 
 
 def cmd_baseline_rllib(args: argparse.Namespace) -> int:
-    from benchmarks.rllib_baseline import BaselineError, run_rllib
+    from benchmarks.rllib_baseline import run_rllib
 
     try:
         run_dir = run_rllib(
@@ -262,8 +259,6 @@ def cmd_baseline_rllib(args: argparse.Namespace) -> int:
             return_window=args.return_window,
             max_wall_s=args.max_wall_s,
         )
-    except BaselineError as e:
-        return _fail("baseline rllib", str(e))
     except KeyboardInterrupt:
         return _fail("baseline rllib", "interrupted", code=130)
     print(f"tandem baseline rllib: wrote {run_dir}")
@@ -323,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as e:
-        print(f"tandem: error: {e}", file=sys.stderr)
+        # The one place a user's mistake (a TandemError) becomes a one-line message.
+        print(f"{getattr(args, 'error_prefix', 'tandem')}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
