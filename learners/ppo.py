@@ -28,7 +28,7 @@ from tandem.learners.returns import gae
 
 @dataclass
 class PPOConfig:
-    """PPO hyperparameters. Defaults: tuned for CartPole-v1 on 2 workers x 4 envs (RL Zoo style)."""
+    """PPO hyperparameters. Defaults: tuned for CartPole-v1 on 2 workers x 4 envs (benchmarks/NOTES.md)."""
 
     fragment_length: int = 32
     """Steps per sub-env per iteration (batch = workers * envs_per_worker * fragment_length)."""
@@ -64,7 +64,7 @@ class PPOConfig:
     """Initial log σ of the Gaussian policy (continuous actions)."""
 
 
-# Applied for Box action spaces unless the user sets these keys (CleanRL's MuJoCo defaults).
+# Applied for Box action spaces unless the user sets these keys (benchmarks/NOTES.md, PPO).
 CONTINUOUS_PRESET: dict[str, Any] = {
     "fragment_length": 256,
     "epochs": 10,
@@ -76,8 +76,8 @@ CONTINUOUS_PRESET: dict[str, Any] = {
 }
 
 
-# Per-env run budgets, as RL Zoo keeps them: the learning rate and clip range anneal over the
-# budget, so the budget is part of the tuned schedule (CartPole: 475 at ~26k steps, 3 seeds).
+# Per-env run budgets: the learning rate and clip range anneal over the budget, so the budget is
+# part of the tuned schedule (benchmarks/NOTES.md, PPO).
 PER_ENV: dict[str, dict[str, Any]] = {"CartPole-v1": {"total_steps": 50_000}}
 
 

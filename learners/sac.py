@@ -46,8 +46,8 @@ from tandem.learners.returns import td_target
 
 @dataclass
 class SACConfig(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
-    """SAC hyperparameters. Defaults: the paper's MuJoCo settings with CleanRL's critic and α step
-    sizes; ENV_PRESETS adjusts them for the small envs."""
+    """SAC hyperparameters. Defaults: the paper's MuJoCo settings; ENV_PRESETS adjusts them for the
+    small envs (why: benchmarks/NOTES.md, SAC)."""
 
     gamma: float = 0.99
     """Discount γ."""
@@ -56,7 +56,7 @@ class SACConfig(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
     actor_lr: float = 3e-4
     """Adam step size of the actor."""
     critic_lr: float = 1e-3
-    """Adam step size of the twin critics (CleanRL's q_lr)."""
+    """Adam step size of the twin critics."""
     alpha_lr: float = 1e-3
     """Adam step size of log α."""
     hidden: tuple[int, ...] = (256, 256)
@@ -73,12 +73,10 @@ class SACConfig(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
     """Workers act uniformly at random until the first trained weights arrive."""
 
 
-# Applied before the user's --config / --set (see AlgoSpec.preset).
+# Applied before the user's --config / --set (see AlgoSpec.preset); the reasons for each are in
+# benchmarks/NOTES.md under SAC and the env's name.
 ENV_PRESETS: dict[str, dict[str, Any]] = {
-    # 15k-step budget: start learning early, larger steps (RL Zoo uses lr 1e-3, 20k steps).
     "Pendulum-v1": {"min_size": 1_000, "actor_lr": 1e-3},
-    # 4-D observation, 1-D action: 64x64 nets needed ~30% more env steps than 256x256 (median
-    # 17.1k vs 13.5k over 3 seeds) but update ~3x faster, and the learner sets the wall time.
     "InvertedPendulum-v5": {"min_size": 1_000, "actor_lr": 1e-3, "hidden": (64, 64)},
 }
 

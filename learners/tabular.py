@@ -33,7 +33,8 @@ from tandem.learners.returns import td_target
 
 @dataclass
 class QLearnConfig(OffPolicyConfig, replay_capacity=200_000, weights_publish_interval=50):
-    """Hyperparameters of tabular Q-learning, tuned for FrozenLake-v1 (slippery) and Taxi-v3."""
+    """Hyperparameters of tabular Q-learning. Defaults: tuned for FrozenLake-v1 (slippery) and
+    Taxi-v3 (benchmarks/NOTES.md)."""
 
     gamma: float = 0.99
     """Discount γ."""

@@ -46,17 +46,17 @@ from tandem.learners.returns import td_target
 
 @dataclass
 class TD3Config(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
-    """TD3 hyperparameters. Defaults: the paper's MuJoCo settings (step sizes 1e-3, 256x256 nets),
-    with a 5k-step random warm-up; ENV_PRESETS shortens it for the small envs."""
+    """TD3 hyperparameters. Defaults: the paper's MuJoCo settings with a 5k-step random warm-up;
+    ENV_PRESETS shortens the warm-up for the small envs (benchmarks/NOTES.md, TD3)."""
 
     gamma: float = 0.99
     """Discount γ."""
     tau: float = 0.005
     """Polyak rate of the target networks."""
     actor_lr: float = 1e-3
-    """Adam step size of the actor (the TD3 paper's)."""
+    """Adam step size of the actor."""
     critic_lr: float = 1e-3
-    """Adam step size of the twin critics (the TD3 paper's)."""
+    """Adam step size of the twin critics."""
     hidden: tuple[int, ...] = (256, 256)
     """MLP hidden sizes of actor and critics."""
     exploration_noise: float = 0.1

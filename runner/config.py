@@ -45,13 +45,11 @@ class RunConfig:
     stop_return: float | None = None
     """Stop early once the mean return of the last ``return_window`` episodes reaches this."""
     return_window: int = RETURN_WINDOW
-    """Episodes in the trailing mean (console, return_mean_window, stop_return); 5 suits
-    1000-step MuJoCo episodes, where 20 episodes span 20k env steps."""
+    """Episodes in the trailing mean (console, return_mean_window, stop_return)."""
     checkpoint_every: int = 20
     """Checkpoint every N iterations (on-policy) or report intervals (off-policy)."""
     learner_threads: int = 1
-    """torch intra-op threads for the learner; 1 leaves the other cores to the workers (on 2
-    cores, 2 threads made a DQN update 5x slower while workers were stepping)."""
+    """torch intra-op threads for the learner; 1 leaves the other cores to the workers."""
     report_interval_s: float = 2.0
     """Seconds between metrics rows for the asynchronous off-policy driver."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
