@@ -1,6 +1,6 @@
 """``tandem report``: one self-contained HTML file with the dashboard's plots.
 
-The report is the dashboard page (``cluster/static``) with its stylesheet, ``plotly.min.js``
+The report is the dashboard page (``dashboard/static``) with its stylesheet, ``plotly.min.js``
 (from the installed plotly package) and ``dashboard.js`` inlined, and the data of every run
 (:meth:`dashboard.data.RunStore.snapshot`) embedded as JSON. It opens offline, from
 a file or an e-mail attachment, and keeps the dashboard's filters and x-axis switch.
@@ -73,7 +73,7 @@ def build_html(data: dict) -> str:
     }
     for tag, inline in parts.items():
         if tag not in page:
-            raise RuntimeError(f"cluster/static/index.html lost its {tag!r} tag")
+            raise RuntimeError(f"dashboard/static/index.html lost its {tag!r} tag")
         page = page.replace(tag, inline)
     return page.replace("<title>Tandem · sample efficiency</title>", "<title>Tandem report</title>")
 

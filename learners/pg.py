@@ -1,7 +1,8 @@
 """REINFORCE (vanilla policy gradient) with reward-to-go, an optional learned baseline and an
 annealed entropy bonus.
 
-The estimator (Williams 1992; the lecture's causality form):
+The estimator (Williams 1992), in its causality (reward-to-go) form: an action is weighted only by
+the rewards that come after it, which drops terms of zero mean and lowers the variance:
 
     ∇J(θ) ≈ 1/B Σ_t ∇_θ log π_θ(a_t|s_t) · (R̂_t - b(s_t))  +  λ_H ∇_θ H(π_θ(·|s_t))
 

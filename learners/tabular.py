@@ -1,4 +1,4 @@
-"""Tabular Q-learning (``--algo qlearn``): the lecture's update, fed from replay.
+"""Tabular Q-learning (``--algo qlearn``): Watkins' update (Watkins and Dayan 1992), fed from replay.
 
     Q(s, a) ← Q(s, a) + α [ r + γ (1 - terminated) max_a' Q(s', a') - Q(s, a) ]
 
