@@ -71,12 +71,25 @@ class PrioritizedReplayConfig(OffPolicyConfig):
     """Importance-sampling exponent β."""
 
 
-MUJOCO_REPLAY_DEFAULTS: dict[str, Any] = {
-    "fragment_length": 8,
-    "replay_capacity": 300_000,
-    "min_size": 5_000,
-    "samples_per_insert": 256.0,
-    "weights_publish_interval": 20,
-}
-"""SAC's and TD3's defaults for the shared fields: the papers' one critic step per env step
-(batch 256, 256 samples per insert) after a 5k-step warm-up."""
+@dataclass
+class ActorCriticReplayConfig(
+    PrioritizedReplayConfig,
+    fragment_length=8,
+    replay_capacity=300_000,
+    min_size=5_000,
+    samples_per_insert=256.0,
+    weights_publish_interval=20,
+):
+    """What SAC and TD3 share: twin critics with Polyak targets, a uniform-random warm-up, and the
+    papers' MuJoCo replay settings (one critic step per env step at batch 256 after 5k steps)."""
+
+    gamma: float = 0.99
+    """Discount γ."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    critic_lr: float = 1e-3
+    """Adam step size of the twin critics."""
+    hidden: tuple[int, ...] = (256, 256)
+    """MLP hidden sizes of actor and critics."""
+    random_warmup: bool = True
+    """Workers act uniformly at random until the first trained weights arrive."""

@@ -39,28 +39,20 @@ from tandem.agents.offpolicy import (
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch
-from tandem.learners.config import MUJOCO_REPLAY_DEFAULTS, PrioritizedReplayConfig
+from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
 
 @dataclass
-class SACConfig(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
+class SACConfig(ActorCriticReplayConfig):
     """SAC hyperparameters. Defaults: the paper's MuJoCo settings; ENV_PRESETS adjusts them for the
     small envs (why: benchmarks/NOTES.md, SAC)."""
 
-    gamma: float = 0.99
-    """Discount γ."""
-    tau: float = 0.005
-    """Polyak rate of the target critics."""
     actor_lr: float = 3e-4
     """Adam step size of the actor."""
-    critic_lr: float = 1e-3
-    """Adam step size of the twin critics."""
     alpha_lr: float = 1e-3
     """Adam step size of log α."""
-    hidden: tuple[int, ...] = (256, 256)
-    """MLP hidden sizes of actor and critics."""
     init_alpha: float = 1.0
     """Initial temperature α."""
     autotune: bool = True
@@ -69,8 +61,6 @@ class SACConfig(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
     """Entropy target in the unit action box (None: -|A|)."""
     policy_frequency: int = 1
     """Critic updates per actor (and α) update."""
-    random_warmup: bool = True
-    """Workers act uniformly at random until the first trained weights arrive."""
 
 
 # Applied before the user's --config / --set (see AlgoSpec.preset); the reasons for each are in

@@ -39,26 +39,18 @@ from tandem.agents.offpolicy import (
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch
-from tandem.learners.config import MUJOCO_REPLAY_DEFAULTS, PrioritizedReplayConfig
+from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
 
 @dataclass
-class TD3Config(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
+class TD3Config(ActorCriticReplayConfig):
     """TD3 hyperparameters. Defaults: the paper's MuJoCo settings with a 5k-step random warm-up;
     ENV_PRESETS shortens the warm-up for the small envs (benchmarks/NOTES.md, TD3)."""
 
-    gamma: float = 0.99
-    """Discount γ."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
     actor_lr: float = 1e-3
     """Adam step size of the actor."""
-    critic_lr: float = 1e-3
-    """Adam step size of the twin critics."""
-    hidden: tuple[int, ...] = (256, 256)
-    """MLP hidden sizes of actor and critics."""
     exploration_noise: float = 0.1
     """Std of the workers' Gaussian action noise (unit box: a fraction of the half-range)."""
     policy_noise: float = 0.2
@@ -67,8 +59,6 @@ class TD3Config(PrioritizedReplayConfig, **MUJOCO_REPLAY_DEFAULTS):
     """Clip c of the smoothing noise."""
     policy_delay: int = 2
     """Critic updates per actor and target update."""
-    random_warmup: bool = True
-    """Workers act uniformly at random until the first trained weights arrive."""
 
 
 ENV_PRESETS: dict[str, dict[str, Any]] = {
