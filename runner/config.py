@@ -132,10 +132,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+RECORD_ONLY_KEYS = ("framework", "on_policy")
+"""Keys :func:`to_yaml_dict` writes for readers of the run directory; set by the code, not the
+user, so a run's config.yaml passed back as ``--config`` skips them."""
+
+
 def split_overrides(run: RunConfig, algo_cfg: Any, overrides: dict[str, Any], source: str) -> None:
     """Route each flat key to the run config or the algorithm config (algorithm wins no ties:
     the two share no field names). A nested ``algo_config:`` mapping is also accepted."""
     nested = overrides.pop("algo_config", None) or {}
+    for key in RECORD_ONLY_KEYS:
+        overrides.pop(key, None)
     run_names = {f.name for f in dataclasses.fields(run)}
     algo_names = {f.name for f in dataclasses.fields(algo_cfg)}
     run_part = {k: v for k, v in overrides.items() if k in run_names}

@@ -141,3 +141,14 @@ def test_a_class_keyword_must_name_an_inherited_field():
         @dataclass
         class Typo(OffPolicyConfig, batch_sise=3):
             pass
+
+
+def test_a_runs_config_yaml_can_be_passed_back_as_config(tmp_path):
+    import yaml
+
+    from tandem.runner.config import load_yaml, to_yaml_dict
+
+    run, cfg, _ = resolve_config("dqn", "CartPole-v1", {"batch_size": 32, "workers": 3})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_yaml_dict(run, cfg), sort_keys=False))
+    run2, cfg2, _ = resolve_config("dqn", "CartPole-v1", None, load_yaml(tmp_path / "c.yaml"))
+    assert cfg2 == cfg and run2.workers == 3
