@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from tandem.agents.offpolicy import policy_rng
 from tandem.agents.torch_utils import load_module_weights, mlp, module_weights, obs_to_tensor
+from tandem.core.errors import TandemError
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -33,7 +34,10 @@ class ActionScaler:
     def __init__(self, space: gym.spaces.Box):
         low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-            raise ValueError(f"continuous actors need finite action bounds, got {space}")
+            raise TandemError(
+                f"sac and td3 need finite action bounds, but the env's action space is {space}: "
+                "wrap the env to bound its actions, or use --algo ppo"
+            )
         self.center = ((high + low) / 2).astype(np.float32)
         self.half_range = ((high - low) / 2).astype(np.float32)
         self.dtype = space.dtype

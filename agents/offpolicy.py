@@ -1,4 +1,5 @@
-"""Pieces every replay-fed learner shares: batch -> tensors, weighted losses, Polyak targets, seeding.
+"""Pieces every replay-fed learner shares: batch -> tensors, weighted losses, Polyak targets,
+the per-worker exploration generator.
 
 DQN, SAC and TD3 all read a :class:`core.types.Batch` sampled from replay, weight each
 row's loss by the prioritized-replay importance weight when there is one, and keep
@@ -8,7 +9,6 @@ slowly-moving target networks. Those three steps live here once.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -41,18 +41,6 @@ class TensorBatch(NamedTuple):
     terminated: torch.Tensor
     discount: torch.Tensor
     weights: torch.Tensor
-
-
-@dataclass
-class PrioritizedReplayConfig:
-    """The replay-sampling fields DQN, SAC and TD3 share (their configs extend this one)."""
-
-    prioritized: bool = False
-    """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
-    priority_alpha: float = 0.6
-    """Priority exponent α (0: uniform)."""
-    priority_beta: float = 0.4
-    """Importance-sampling exponent β."""
 
 
 def batch_to_tensors(batch: Batch, obs_space: gym.Space, act_space: gym.Space, gamma: float) -> TensorBatch:
@@ -110,8 +98,10 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 def policy_rng(worker_index: int) -> np.random.Generator:
     """A numpy generator for a worker's exploration, derived from torch's global seed.
 
-    Workers call ``torch.manual_seed(run_seed + i)`` before ``make_policy``, so exploration
-    is reproducible and differs between workers.
+    The rollout worker seeds torch with a seed drawn from ``SeedSequence([run_seed,
+    worker_index])`` (``runner.envs.derive_seeds``) before ``make_policy``, so exploration is
+    reproducible and differs between workers; ``worker_index`` keeps two policies built in one
+    process (tests, the in-process driver) apart.
     """
     return np.random.default_rng([int(torch.initial_seed()) % (2**63), int(worker_index)])
 

@@ -1,7 +1,8 @@
 """Q-value networks and epsilon-greedy acting, shared by tabular Q-learning and DQN.
 
-Exploration schedules are plain functions of the run's progress (0..1 of the env-step
-budget), which the rollout worker passes to ``Policy.set_progress`` before each fragment.
+Exploration schedules (:mod:`core.schedules`) are plain functions of the run's progress
+(0..1 of the env-step budget), which the rollout worker passes to ``Policy.set_progress``
+before each fragment.
 """
 
 from __future__ import annotations
@@ -16,13 +17,7 @@ from torch import nn
 from tandem.agents.offpolicy import policy_rng
 from tandem.agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
 from tandem.core.errors import TandemError
-
-
-def linear_schedule(start: float, end: float, duration: float, progress: float) -> float:
-    """ε(p) = start + (end - start) · min(1, p / duration): linear annealing, then constant."""
-    if duration <= 0:
-        return end
-    return start + (end - start) * min(1.0, max(0.0, progress) / duration)
+from tandem.core.schedules import linear_schedule
 
 
 def apex_epsilon(base: float, alpha: float, worker_index: int, num_workers: int) -> float:
@@ -112,7 +107,8 @@ class EpsilonGreedyQPolicy:
     def set_progress(self, fraction: float) -> None:
         """Anneal ε with the fraction of the env-step budget done (no-op for Ape-X epsilons)."""
         if self.fixed_epsilon is None:
-            self.epsilon = linear_schedule(*self.schedule[:2], self.schedule[2], fraction)
+            start, end, duration = self.schedule
+            self.epsilon = linear_schedule(start, end, fraction, duration)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tandem.core.metrics import RETURN_WINDOW
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rolling_threshold(run_dir: Path, threshold: float, window: int = 20) -> dict[str, Any]:
+def rolling_threshold(run_dir: Path, threshold: float, window: int = RETURN_WINDOW) -> dict[str, Any]:
     """First point where the mean of the last ``window`` episode returns reaches ``threshold``.
 
     Both frameworks are scored by this one function on their metrics.jsonl, so the criterion
@@ -109,7 +111,7 @@ def run_rllib(
     workers: int = 1,
     overrides: dict | None = None,
     timeout: float = 3600,
-    return_window: int = 20,
+    return_window: int = RETURN_WINDOW,
     max_wall_s: float | None = None,
 ) -> tuple[Path, float]:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-rllib-{algo}-")) / "run"

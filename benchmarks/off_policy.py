@@ -21,6 +21,7 @@ import argparse
 import json
 
 from benchmarks.common import rolling_threshold, run_rllib, run_tandem, summarize
+from tandem.core.metrics import RETURN_WINDOW
 
 # algo, env, threshold, env-step budget, RLlib algo (None: no counterpart), episodes in the score
 CASES: dict[str, dict] = {
@@ -91,7 +92,7 @@ def score(name: str, side: str, seed: int, run_dir, secs: float, threshold: floa
 
 def run_case(name: str, case: dict, args: argparse.Namespace) -> dict:
     """Tandem's seeds, then RLlib's seeds capped at a multiple of Tandem's wall time."""
-    window = case.get("window", 20)
+    window = case.get("window", RETURN_WINDOW)
     stop = None if args.full_budget else case["threshold"]
     extra = ["--replay", args.replay] if args.replay else []
     entry: dict = {"threshold": case["threshold"], "budget": case["budget"], "window": window}

@@ -52,21 +52,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tandem.core.metrics import MetricsRow
-from tandem.runner.progress import RETURN_WINDOW, window_reached
+from tandem.core.errors import TandemError
+from tandem.core.metrics import RETURN_WINDOW, MetricsRow, finite_float
+from tandem.learners.registry import get_algo
+from tandem.runner.progress import window_reached
 from tandem.runner.rundir import RunDir, default_run_dir, write_status
-
-try:
-    from tandem.core.errors import TandemError as _UserError
-except ImportError:  # pragma: no cover
-    _UserError = Exception  # type: ignore[assignment,misc]
-
 
 EPISODE_RETURNS_KEY = "tandem_episode_returns"
 """The per-episode list our callback adds to ``result["env_runners"]``."""
 
 
-class BaselineError(_UserError):
+class BaselineError(TandemError):
     """A bad request (unknown algo, env that RLlib cannot build, used run dir): one line."""
 
 
@@ -269,14 +265,6 @@ def _get(d: Mapping, path: str, default=None):
     return d
 
 
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f == f and f not in (float("inf"), float("-inf")) else None
-
-
 class _RowMaker:
     """Turns ``algo.train()`` results into metrics rows (see the module docstring)."""
 
@@ -294,37 +282,42 @@ class _RowMaker:
         now = time.perf_counter()
         env = result.get("env_runners", {}) or {}
         learners = result.get("learners", {}) or {}
-        steps = _num(env.get("num_env_steps_sampled_lifetime")) or _num(
+        steps = finite_float(env.get("num_env_steps_sampled_lifetime")) or finite_float(
             result.get("num_env_steps_sampled_lifetime")
         )
         steps = steps or 0.0
         rets = env.get(EPISODE_RETURNS_KEY)
         # A single logged item comes back as a bare number, none as NaN or missing.
         rets = [rets] if not isinstance(rets, (list, tuple)) else rets
-        rets = [r for r in (_num(x) for x in rets) if r is not None]
+        rets = [r for r in (finite_float(x) for x in rets) if r is not None]
         self.recent = (self.recent + rets)[-self.window :]
-        trained = _num(_get(learners, "__all_modules__/num_module_steps_trained_lifetime")) or 0.0
+        trained = finite_float(_get(learners, "__all_modules__/num_module_steps_trained_lifetime")) or 0.0
         for mid, m in learners.items():
             if mid == "__all_modules__" or not isinstance(m, Mapping):
                 continue
-            n, bs = _num(m.get("num_module_steps_trained")), _num(m.get("module_train_batch_size_mean"))
+            n, bs = (
+                finite_float(m.get("num_module_steps_trained")),
+                finite_float(m.get("module_train_batch_size_mean")),
+            )
             if n and bs:
                 self.grad_updates += n / bs
         lag = None
-        seq_env = _num(env.get("weights_seq_no"))
-        seq_learn = [_num(m.get("weights_seq_no")) for k, m in learners.items() if isinstance(m, Mapping)]
+        seq_env = finite_float(env.get("weights_seq_no"))
+        seq_learn = [
+            finite_float(m.get("weights_seq_no")) for k, m in learners.items() if isinstance(m, Mapping)
+        ]
         seq_learn = [s for s in seq_learn if s is not None]
         if seq_env is not None and seq_learn:
             lag = max(seq_learn) - seq_env
         dt = max(now - self.last_t, 1e-9)
         extra: dict[str, Any] = {
             "return_mean_window": statistics.fmean(self.recent) if self.recent else None,
-            "rllib/episode_return_mean": _num(env.get("episode_return_mean")),
+            "rllib/episode_return_mean": finite_float(env.get("episode_return_mean")),
             "rllib/iteration": int(result.get("training_iteration", 0)),
         }
         row = MetricsRow(
             env_steps=int(steps),
-            episodes=int(_num(env.get("num_episodes_lifetime")) or 0),
+            episodes=int(finite_float(env.get("num_episodes_lifetime")) or 0),
             wall_time_s=round(now - self.t_start, 3),
             episode_return_mean=statistics.fmean(rets) if rets else None,
             episode_returns=[round(r, 4) for r in rets],
@@ -333,7 +326,7 @@ class _RowMaker:
             replay_ratio=trained / steps if steps else 0.0,
             env_steps_per_s=round((steps - self.last_steps) / dt, 2),
             updates_per_s=round((self.grad_updates - self.last_updates) / dt, 2),
-            workers=int(_num(_get(result, "fault_tolerance/num_healthy_workers")) or self.workers),
+            workers=int(finite_float(_get(result, "fault_tolerance/num_healthy_workers")) or self.workers),
             policy_lag=lag if lag is not None else 0.0,
             extra=extra,
         ).to_json()
@@ -349,7 +342,7 @@ class _RowMaker:
                 "alpha_loss",
                 "alpha_value",
             ):
-                v = _num(m.get(k))
+                v = finite_float(m.get(k))
                 if v is not None:
                     row[f"loss/{k}" if "loss" in k else f"stats/{k}"] = v
         self.last_t, self.last_steps, self.last_updates = now, steps, self.grad_updates
@@ -441,6 +434,7 @@ def run_rllib(
             "stop_return": stop_return,
             "return_window": return_window,
             "max_wall_s": max_wall_s,
+            "on_policy": get_algo(algo).on_policy,
             "framework": "rllib",
             "preset": preset,
             "rllib_version": ray.__version__,

@@ -16,9 +16,10 @@ Ray / Prometheus       the cluster-health subset in :data:`RAY_GAUGES` / :data:`
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 from typing import Any
+
+from tandem.core.metrics import finite_float
 
 log = logging.getLogger("tandem")
 
@@ -118,11 +119,11 @@ class RayMetrics:
             if not self._gauges:
                 self._create()
             for name, (field, _) in RAY_GAUGES.items():
-                v = next((_finite(row.get(k)) for k in _ALIASES.get(field, (field,)) if k in row), None)
+                v = next((finite_float(row.get(k)) for k in _ALIASES.get(field, (field,)) if k in row), None)
                 if v is not None:
                     self._gauges[name].set(v)
             for name, (field, _) in RAY_COUNTERS.items():
-                v = _finite(row.get(field))
+                v = finite_float(row.get(field))
                 if v is None:
                     continue
                 delta = v - self._last.get(name, 0.0)
@@ -130,16 +131,9 @@ class RayMetrics:
                     self._counters[name].inc(delta)
                 self._last[name] = max(v, self._last.get(name, 0.0))
             for i, v in enumerate(row.get("worker_env_steps_per_s") or []):
-                v = _finite(v)
+                v = finite_float(v)
                 if v is not None:
                     self._worker.set(v, tags={"worker": str(i)})
         except Exception as e:  # noqa: BLE001 - telemetry must never stop a training run
             self._enabled = False
             log.warning("Ray metrics switched off after an error: %s: %s", e.__class__.__name__, e)
-
-
-def _finite(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RETURN_WINDOW = 20
+"""Episodes in the trailing mean return: the console, ``stop_return``, the dashboard's smoothed
+curve and the RLlib baseline all average the last this many episodes by default."""
+
+
+def finite_float(v: Any) -> float | None:
+    """``v`` as a float if it is a finite real number, else None (bools, strings, NaN and ±inf
+    included): JSON has no NaN, and a metric that is not a number is no point on a curve."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
 
 
 @dataclass

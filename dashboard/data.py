@@ -47,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from tandem.core.metrics import METRIC_FIELDS
+from tandem.core.metrics import METRIC_FIELDS, RETURN_WINDOW, finite_float
 
 X_AXES: dict[str, str] = {
     "env_steps": "Env steps",
@@ -56,14 +56,8 @@ X_AXES: dict[str, str] = {
 }
 """The x-axis choices of the return and throughput plots: row field -> axis title."""
 
-ON_POLICY_ALGOS = frozenset({"pg", "reinforce", "ppo", "a2c", "vpg"})
-"""Algorithms whose every transition is used a fixed number of times (replay_ratio)."""
-
 RUN_FILES = ("metrics.jsonl", "config.yaml", "status.json")
 """A directory holding any of these is a run directory."""
-
-DEFAULT_SMOOTH = 20
-"""Episodes in the rolling mean of the smoothed return curve."""
 
 DEFAULT_STALE_S = 300.0
 """A "running" run whose status and metrics have not changed for this long shows as crashed."""
@@ -112,24 +106,16 @@ class Issue:
         return {"level": self.level, "message": self.message, "run": self.run}
 
 
-def _num(v: Any) -> float | None:
-    """A finite float, or None (JSON has no NaN; the browser gets null)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
 def _num_list(v: Any) -> list[float | None] | None:
     if not isinstance(v, list):
         return None
-    return [_num(x) for x in v]
+    return [finite_float(x) for x in v]
 
 
 def _count_list(v: Any) -> list[float] | None:
     if not isinstance(v, list) or not v:
         return None
-    out = [_num(x) for x in v]
+    out = [finite_float(x) for x in v]
     if any(x is None or x < 0 for x in out):
         return None
     return out  # type: ignore[return-value]
@@ -230,7 +216,7 @@ def effective_status(
     host = status.get("host") or status.get("hostname")
     if isinstance(pid, int) and (host is None or host == hostname) and not pid_alive(pid):
         return "crashed", f"process {pid} is gone (status.json still says running)"
-    updated = _num(status.get("updated"))
+    updated = finite_float(status.get("updated"))
     latest = max([t for t in (updated, last_activity) if t is not None], default=None)
     if latest is not None and now - latest > stale_s:
         return "crashed", f"no update for {int(now - latest)} s (status.json still says running)"
@@ -307,7 +293,7 @@ def parse_line(raw: bytes) -> tuple[dict, None] | tuple[None, str]:
         return None, f"not valid JSON ({e.__class__.__name__}: {e}): {text!r}"
     if not isinstance(row, dict):
         return None, f"not a JSON object but {type(row).__name__}"
-    if _num(row.get("env_steps")) is None:
+    if finite_float(row.get("env_steps")) is None:
         return None, "no numeric env_steps"
     return row, None
 
@@ -338,7 +324,7 @@ class Run:
 
     run_id: str
     path: Path
-    smooth: int = DEFAULT_SMOOTH
+    smooth: int = RETURN_WINDOW
     config: dict = field(default_factory=dict)
     status: dict | None = None
     tail: MetricsTail | None = None
@@ -423,25 +409,25 @@ class Run:
         if missing:
             self.missing_fields.update(missing)
         c = self.cols
-        c["env_steps"].append(_num(row.get("env_steps")))
-        c["wall_time_s"].append(_num(row.get("wall_time_s")))
-        c["grad_updates"].append(_num(row.get("grad_updates")))
-        c["episodes"].append(_num(row.get("episodes")))
-        c["ret_mean"].append(_num(row.get("episode_return_mean")))
-        rr = _num(row.get("replay_ratio"))
+        c["env_steps"].append(finite_float(row.get("env_steps")))
+        c["wall_time_s"].append(finite_float(row.get("wall_time_s")))
+        c["grad_updates"].append(finite_float(row.get("grad_updates")))
+        c["episodes"].append(finite_float(row.get("episodes")))
+        c["ret_mean"].append(finite_float(row.get("episode_return_mean")))
+        rr = finite_float(row.get("replay_ratio"))
         if rr is None:
-            st, es = _num(row.get("samples_trained")), _num(row.get("env_steps"))
+            st, es = finite_float(row.get("samples_trained")), finite_float(row.get("env_steps"))
             rr = st / es if st is not None and es else None
         c["replay_ratio"].append(rr)
-        c["env_steps_per_s"].append(_num(row.get("env_steps_per_s")))
-        c["updates_per_s"].append(_num(row.get("updates_per_s")))
-        c["policy_lag"].append(_num(row.get("policy_lag")))
+        c["env_steps_per_s"].append(finite_float(row.get("env_steps_per_s")))
+        c["updates_per_s"].append(finite_float(row.get("updates_per_s")))
+        c["policy_lag"].append(finite_float(row.get("policy_lag")))
         size = row.get("replay_size", row.get("replay/size"))
-        c["replay_size"].append(_num(size))
-        c["workers"].append(_num(row.get("workers")))
+        c["replay_size"].append(finite_float(size))
+        c["workers"].append(finite_float(row.get("workers")))
         c["worker_sps"].append(_num_list(row.get("worker_env_steps_per_s")))
         # Returns: raw points and the causal rolling mean.
-        rets = [r for r in (_num(x) for x in row.get("episode_returns") or []) if r is not None]
+        rets = [r for r in (finite_float(x) for x in row.get("episode_returns") or []) if r is not None]
         if rets:
             n = len(rets)
             for k, r in enumerate(rets):
@@ -495,16 +481,22 @@ class Run:
 
     @property
     def on_policy(self) -> bool | None:
+        """Whether every transition is used a fixed number of times and dropped (True) or
+        sampled from replay (False); None while unknown.
+
+        ``config.yaml`` records it (key ``on_policy``). Runs written before that key existed
+        are judged by their metrics: a replay size or a uses histogram means replay. Tandem's
+        replay driver has always reported ``replay_size``, so Tandem rows without it mean no
+        replay; other frameworks' rows (RLlib reports no replay size) stay unknown.
+        """
+        recorded = self.config.get("on_policy")
+        if isinstance(recorded, bool):
+            return recorded
         if self.hist_live is not None or self.hist_evicted is not None:
             return False
-        if any(v is not None for v in self.cols["replay_size"][-1:]):
+        if any(v is not None for v in self.cols["replay_size"]):
             return False
-        algo = self.algo.lower()
-        if algo in ON_POLICY_ALGOS:
-            return True
-        if algo in ("dqn", "sac", "td3", "ddpg", "qlearn", "qeval", "apex", "r2d2"):
-            return False
-        return None
+        return True if self.n_rows and self.framework == "tandem" else None
 
     def group_key(self) -> str:
         """Runs with equal keys are seeds of one configuration."""
@@ -715,7 +707,7 @@ class RunStore:
     def __init__(
         self,
         roots: Sequence[str | os.PathLike],
-        smooth: int = DEFAULT_SMOOTH,
+        smooth: int = RETURN_WINDOW,
         stale_s: float = DEFAULT_STALE_S,
         rescan_s: float = 1.0,
     ):

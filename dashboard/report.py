@@ -1,6 +1,6 @@
 """``tandem report``: one self-contained HTML file with the dashboard's plots.
 
-The report is the dashboard page (``cluster/static``) with its stylesheet, ``plotly.min.js``
+The report is the dashboard page (``dashboard/static``) with its stylesheet, ``plotly.min.js``
 (from the installed plotly package) and ``dashboard.js`` inlined, and the data of every run
 (:meth:`dashboard.data.RunStore.snapshot`) embedded as JSON. It opens offline, from
 a file or an e-mail attachment, and keeps the dashboard's filters and x-axis switch.
@@ -22,13 +22,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.dashboard.data import DEFAULT_SMOOTH, RunStore
+from tandem.core.errors import TandemError
+from tandem.core.metrics import RETURN_WINDOW
+from tandem.dashboard.data import RunStore
 from tandem.dashboard.server import STATIC_DIR, plotly_js_path, print_issues
-
-try:
-    from tandem.core.errors import TandemError as _UserError
-except ImportError:  # pragma: no cover - core.errors arrived with the lead's CLI
-    _UserError = Exception  # type: ignore[assignment,misc]
 
 PANELS = {
     "efficiency": "panel-efficiency",
@@ -49,7 +46,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-class ReportError(_UserError):
+class ReportError(TandemError):
     """Bad input for a report (no runs, unwritable output, no browser for --png): one line."""
 
 
@@ -76,7 +73,7 @@ def build_html(data: dict) -> str:
     }
     for tag, inline in parts.items():
         if tag not in page:
-            raise RuntimeError(f"cluster/static/index.html lost its {tag!r} tag")
+            raise RuntimeError(f"dashboard/static/index.html lost its {tag!r} tag")
         page = page.replace(tag, inline)
     return page.replace("<title>Tandem · sample efficiency</title>", "<title>Tandem report</title>")
 
@@ -85,7 +82,7 @@ def write_report(
     roots: Sequence[str | os.PathLike],
     output: str | os.PathLike = "report.html",
     png: bool = False,
-    smooth: int = DEFAULT_SMOOTH,
+    smooth: int = RETURN_WINDOW,
     quiet: bool = False,
 ) -> Path:
     """Write the report for the runs under ``roots``; with ``png``, also ``<stem>-<panel>.png``.

@@ -1,7 +1,7 @@
 """``tandem dashboard``: a live, offline web dashboard over run directories.
 
 A stdlib :class:`~http.server.ThreadingHTTPServer` serves a static page
-(``cluster/static``: html, css, js) plus ``plotly.min.js`` from the installed plotly
+(``dashboard/static``: html, css, js) plus ``plotly.min.js`` from the installed plotly
 package, so nothing is fetched from the internet, and a small JSON API that the page polls
 every 1.5 s:
 
@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tandem.dashboard.data import DEFAULT_SMOOTH, DEFAULT_STALE_S, Issue, RunStore
+from tandem.core.metrics import RETURN_WINDOW
+from tandem.dashboard.data import DEFAULT_STALE_S, Issue, RunStore
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "index.html": "text/html"}
@@ -165,7 +166,7 @@ def make_server(
     roots: Sequence[str | Path],
     host: str = "127.0.0.1",
     port: int = 8050,
-    smooth: int = DEFAULT_SMOOTH,
+    smooth: int = RETURN_WINDOW,
     stale_s: float = DEFAULT_STALE_S,
     quiet: bool = False,
 ) -> DashboardServer:
@@ -177,24 +178,3 @@ def make_server(
     server = DashboardServer((host, port), store, quiet=quiet)
     server.refresh()
     return server
-
-
-def serve(
-    roots: Sequence[str | Path],
-    host: str = "127.0.0.1",
-    port: int = 8050,
-    smooth: int = DEFAULT_SMOOTH,
-    stale_s: float = DEFAULT_STALE_S,
-) -> None:
-    """Serve until Ctrl-C."""
-    server = make_server(roots, host, port, smooth, stale_s)
-    n = len(server.store.runs)
-    print(f"tandem dashboard: {n} run(s) from {', '.join(map(str, roots))} at {server.url} (Ctrl-C to stop)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"tandem dashboard: warning: listening on {host}: anyone who can reach it can read these runs")
-    try:
-        server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        print("tandem dashboard: stopped")
-    finally:
-        server.server_close()

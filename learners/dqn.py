@@ -23,33 +23,30 @@ import torch
 from torch.nn import functional as F
 
 from tandem.agents.offpolicy import (
-    PrioritizedReplayConfig,
     batch_to_tensors,
     optimizer_step,
     polyak_update,
     weighted_mean,
 )
-from tandem.agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
+from tandem.agents.q import EpsilonGreedyQPolicy, make_q_network
 from tandem.agents.torch_utils import adam, module_weights
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, Rollout
+from tandem.learners.config import PrioritizedReplayConfig
 from tandem.learners.registry import AlgoSpec, discrete_only
 from tandem.learners.returns import n_step_returns, td_target
 
 
 @dataclass
-class DQNConfig(PrioritizedReplayConfig):
-    """DQN hyperparameters. Defaults: tuned for CartPole-v1 (475+ within 50k env steps)."""
+class DQNConfig(PrioritizedReplayConfig, batch_size=64, prioritized=True):
+    """DQN hyperparameters. Defaults: tuned for CartPole-v1 (benchmarks/NOTES.md)."""
 
-    fragment_length: int = 16
-    """Steps per sub-env per worker call (one replay write)."""
     gamma: float = 0.99
     """Discount γ."""
     lr: float = 5e-4
     """Adam step size."""
     lr_final: float | None = None
-    """Step size at the end of the env-step budget, reached linearly from ``lr``; None keeps
-    ``lr``. It damps late updates; on CartPole it did not cure the late collapses (see
-    ``prioritized``)."""
+    """Step size at the end of the env-step budget, reached linearly from ``lr``; None keeps ``lr``."""
     hidden: tuple[int, ...] = (128, 128)
     """MLP hidden sizes of the Q network."""
     dueling: bool = True
@@ -78,20 +75,6 @@ class DQNConfig(PrioritizedReplayConfig):
     """Ape-X base ε."""
     apex_alpha: float = 7.0
     """Ape-X exponent spread α."""
-    batch_size: int = 64
-    """Transitions per gradient step."""
-    replay_capacity: int = 100_000
-    """Replay size in transitions."""
-    min_size: int = 1_000
-    """Replay size before the first gradient step."""
-    prioritized: bool = True
-    """Prioritized replay. On CartPole, with dueling heads, it reached 475 on 10 of 10 seeds
-    against 4 of 5 uniform. Our reading, not tested: once the agent balances, the rare failure
-    states keep large TD errors and so stay in the batches, and the net does not forget them."""
-    samples_per_insert: float = 64.0
-    """Target replay ratio: sampled transitions per inserted one (batch 64: a step per env step)."""
-    weights_publish_interval: int = 10
-    """Gradient steps between weight broadcasts to the workers."""
 
 
 # ----------------------------------------------------------------------------- the math
@@ -159,9 +142,9 @@ class DQNLearner:
     def set_progress(self, fraction: float) -> None:
         """The learning-rate schedule, and (for reporting) the ε the workers act with now."""
         cfg = self.cfg
-        self.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.exploration_fraction, fraction)
+        self.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, fraction, cfg.exploration_fraction)
         if cfg.lr_final is not None:
-            lr = linear_schedule(cfg.lr, cfg.lr_final, 1.0, fraction)
+            lr = linear_schedule(cfg.lr, cfg.lr_final, fraction)
             for group in self.optim.param_groups:
                 group["lr"] = lr
 

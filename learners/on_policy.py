@@ -63,9 +63,3 @@ def normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     if adv.numel() < 2:
         return adv
     return (adv - adv.mean()) / (adv.std() + eps)
-
-
-def linear_schedule(start: float, progress: float, end: float = 0.0) -> float:
-    """start at progress 0, end at progress 1, linear in between (clamped)."""
-    p = min(max(progress, 0.0), 1.0)
-    return start + (end - start) * p

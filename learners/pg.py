@@ -1,7 +1,8 @@
 """REINFORCE (vanilla policy gradient) with reward-to-go, an optional learned baseline and an
 annealed entropy bonus.
 
-The estimator (Williams 1992; the lecture's causality form):
+The estimator (Williams 1992), in its causality (reward-to-go) form: an action is weighted only by
+the rewards that come after it, which drops terms of zero mean and lowers the variance:
 
     ∇J(θ) ≈ 1/B Σ_t ∇_θ log π_θ(a_t|s_t) · (R̂_t - b(s_t))  +  λ_H ∇_θ H(π_θ(·|s_t))
 
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout
-from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
+from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import full_return, reward_to_go
 
@@ -92,7 +94,7 @@ class PGLearner:
         fb = flatten(m, rollout, adv, rtg, values)
         psi = normalize(fb.advantages) if cfg.normalize_advantages else fb.advantages
 
-        ent_coef = linear_schedule(cfg.entropy_coef, self.progress)
+        ent_coef = linear_schedule(cfg.entropy_coef, 0.0, self.progress)
         d = m.dist(fb.x)
         logp, ent = m.log_prob(d, fb.actions), m.entropy(d)
         loss = pg_loss(logp, psi, ent, ent_coef)

@@ -19,15 +19,16 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout
-from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
+from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae
 
 
 @dataclass
 class PPOConfig:
-    """PPO hyperparameters. Defaults: tuned for CartPole-v1 on 2 workers x 4 envs (RL Zoo style)."""
+    """PPO hyperparameters. Defaults: tuned for CartPole-v1 on 2 workers x 4 envs (benchmarks/NOTES.md)."""
 
     fragment_length: int = 32
     """Steps per sub-env per iteration (batch = workers * envs_per_worker * fragment_length)."""
@@ -63,7 +64,7 @@ class PPOConfig:
     """Initial log σ of the Gaussian policy (continuous actions)."""
 
 
-# Applied for Box action spaces unless the user sets these keys (CleanRL's MuJoCo defaults).
+# Applied for Box action spaces unless the user sets these keys (benchmarks/NOTES.md, PPO).
 CONTINUOUS_PRESET: dict[str, Any] = {
     "fragment_length": 256,
     "epochs": 10,
@@ -75,8 +76,8 @@ CONTINUOUS_PRESET: dict[str, Any] = {
 }
 
 
-# Per-env run budgets, as RL Zoo keeps them: the learning rate and clip range anneal over the
-# budget, so the budget is part of the tuned schedule (CartPole: 475 at ~26k steps, 3 seeds).
+# Per-env run budgets: the learning rate and clip range anneal over the budget, so the budget is
+# part of the tuned schedule (benchmarks/NOTES.md, PPO).
 PER_ENV: dict[str, dict[str, Any]] = {"CartPole-v1": {"total_steps": 50_000}}
 
 
@@ -112,10 +113,10 @@ class PPOLearner:
             cfg.gae_lambda,
         )
         fb = flatten(m, rollout, adv, ret, values)
-        lr = linear_schedule(cfg.lr, self.progress) if cfg.anneal_lr else cfg.lr
+        lr = linear_schedule(cfg.lr, 0.0, self.progress) if cfg.anneal_lr else cfg.lr
         for g in self.opt.param_groups:
             g["lr"] = max(lr, 1e-7)
-        eps = linear_schedule(cfg.clip_eps, self.progress) if cfg.anneal_clip else cfg.clip_eps
+        eps = linear_schedule(cfg.clip_eps, 0.0, self.progress) if cfg.anneal_clip else cfg.clip_eps
         eps = max(eps, 1e-3)
 
         steps = samples = 0

@@ -1,4 +1,6 @@
-"""The lecture's return estimators as small pure numpy functions.
+"""Return estimators as small pure numpy functions: the Monte-Carlo return R(τ) and the
+reward-to-go R̂_t of REINFORCE, GAE(γ, λ) (Schulman et al. 2016) for actor-critic and PPO, the
+one-step TD target and the n-step returns of DQN.
 
 All inputs are time-major ``[T, N]`` arrays from one fragment (N parallel envs).
 ``next_values[t]`` is the critic's V(s_{t+1}) for the *true* next state, which at an

@@ -32,7 +32,6 @@ from tandem.agents.continuous import (
     twin_q_loss,
 )
 from tandem.agents.offpolicy import (
-    PrioritizedReplayConfig,
     batch_to_tensors,
     frozen,
     optimizer_step,
@@ -40,29 +39,20 @@ from tandem.agents.offpolicy import (
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch
+from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
 
 @dataclass
-class SACConfig(PrioritizedReplayConfig):
-    """SAC hyperparameters. Defaults: the paper's MuJoCo settings with CleanRL's critic and α step
-    sizes; ENV_PRESETS adjusts them for the small envs."""
+class SACConfig(ActorCriticReplayConfig):
+    """SAC hyperparameters. Defaults: the paper's MuJoCo settings; ENV_PRESETS adjusts them for the
+    small envs (why: benchmarks/NOTES.md, SAC)."""
 
-    fragment_length: int = 8
-    """Steps per sub-env per worker call (one replay write)."""
-    gamma: float = 0.99
-    """Discount γ."""
-    tau: float = 0.005
-    """Polyak rate of the target critics."""
     actor_lr: float = 3e-4
     """Adam step size of the actor."""
-    critic_lr: float = 1e-3
-    """Adam step size of the twin critics (CleanRL's q_lr)."""
     alpha_lr: float = 1e-3
     """Adam step size of log α."""
-    hidden: tuple[int, ...] = (256, 256)
-    """MLP hidden sizes of actor and critics."""
     init_alpha: float = 1.0
     """Initial temperature α."""
     autotune: bool = True
@@ -71,26 +61,12 @@ class SACConfig(PrioritizedReplayConfig):
     """Entropy target in the unit action box (None: -|A|)."""
     policy_frequency: int = 1
     """Critic updates per actor (and α) update."""
-    random_warmup: bool = True
-    """Workers act uniformly at random until the first trained weights arrive."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    replay_capacity: int = 300_000
-    """Replay size in transitions (more than any judged budget; the papers use 1M)."""
-    min_size: int = 5_000
-    """Replay size before the first gradient step (collected with uniform random actions)."""
-    samples_per_insert: float = 256.0
-    """Target replay ratio: 256 with batch 256 is one gradient step per env step (the paper's)."""
-    weights_publish_interval: int = 20
-    """Gradient steps between actor broadcasts to the workers."""
 
 
-# Applied before the user's --config / --set (see AlgoSpec.preset).
+# Applied before the user's --config / --set (see AlgoSpec.preset); the reasons for each are in
+# benchmarks/NOTES.md under SAC and the env's name.
 ENV_PRESETS: dict[str, dict[str, Any]] = {
-    # 15k-step budget: start learning early, larger steps (RL Zoo uses lr 1e-3, 20k steps).
     "Pendulum-v1": {"min_size": 1_000, "actor_lr": 1e-3},
-    # 4-D observation, 1-D action: 64x64 nets needed ~30% more env steps than 256x256 (median
-    # 17.1k vs 13.5k over 3 seeds) but update ~3x faster, and the learner sets the wall time.
     "InvertedPendulum-v5": {"min_size": 1_000, "actor_lr": 1e-3, "hidden": (64, 64)},
 }
 

@@ -1,4 +1,4 @@
-"""Tabular Q-learning (``--algo qlearn``): the lecture's update, fed from replay.
+"""Tabular Q-learning (``--algo qlearn``): Watkins' update (Watkins and Dayan 1992), fed from replay.
 
     Q(s, a) ← Q(s, a) + α [ r + γ (1 - terminated) max_a' Q(s', a') - Q(s, a) ]
 
@@ -20,8 +20,11 @@ import numpy as np
 import torch
 
 from tandem.agents.offpolicy import policy_rng
-from tandem.agents.q import epsilon_greedy, linear_schedule
+from tandem.agents.q import epsilon_greedy
+from tandem.core.errors import TandemError
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch
+from tandem.learners.config import OffPolicyConfig
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.returns import td_target
 
@@ -29,8 +32,9 @@ from tandem.learners.returns import td_target
 
 
 @dataclass
-class QLearnConfig:
-    """Hyperparameters of tabular Q-learning, tuned for FrozenLake-v1 (slippery) and Taxi-v3."""
+class QLearnConfig(OffPolicyConfig, replay_capacity=200_000, weights_publish_interval=50):
+    """Hyperparameters of tabular Q-learning. Defaults: tuned for FrozenLake-v1 (slippery) and
+    Taxi-v3 (benchmarks/NOTES.md)."""
 
     gamma: float = 0.99
     """Discount γ."""
@@ -48,18 +52,6 @@ class QLearnConfig:
     """ε after ``exploration_fraction`` of the env-step budget."""
     exploration_fraction: float = 0.5
     """Fraction of the env-step budget over which ε anneals linearly."""
-    fragment_length: int = 16
-    """Steps per sub-env per worker call (one replay write)."""
-    batch_size: int = 256
-    """Transitions per update (each gets the tabular update)."""
-    replay_capacity: int = 200_000
-    """Replay size in transitions."""
-    min_size: int = 1_000
-    """Replay size before the first update."""
-    samples_per_insert: float = 64.0
-    """Target replay ratio: sampled transitions per inserted transition."""
-    weights_publish_interval: int = 50
-    """Updates between Q-table broadcasts to the workers."""
 
 
 # ----------------------------------------------------------------------------- the math
@@ -185,8 +177,9 @@ class TabularQPolicy:
 
     def __init__(self, num_states: int, num_actions: int, cfg: QLearnConfig, worker_index: int = 0):
         if cfg.exploration not in ("epsilon", "count", "count_sqrt"):
-            raise ValueError(
-                f"exploration must be 'epsilon', 'count' or 'count_sqrt', not {cfg.exploration!r}"
+            raise TandemError(
+                f"exploration must be 'epsilon', 'count' or 'count_sqrt', not {cfg.exploration!r}: "
+                "--set exploration=count"
             )
         self.cfg = cfg
         self.q = np.zeros((num_states, num_actions), dtype=np.float32)
@@ -197,7 +190,7 @@ class TabularQPolicy:
 
     def set_progress(self, fraction: float) -> None:
         self.epsilon = linear_schedule(
-            self.cfg.epsilon_start, self.cfg.epsilon_end, self.cfg.exploration_fraction, fraction
+            self.cfg.epsilon_start, self.cfg.epsilon_end, fraction, self.cfg.exploration_fraction
         )
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:

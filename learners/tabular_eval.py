@@ -18,13 +18,15 @@ from typing import Literal
 import numpy as np
 
 from tandem.agents.offpolicy import policy_rng
+from tandem.core.errors import TandemError
+from tandem.learners.config import OffPolicyConfig
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.returns import td_target
 from tandem.learners.tabular import TabularTDLearner, check_tabular_spaces
 
 
 @dataclass
-class QEvalConfig:
+class QEvalConfig(OffPolicyConfig, replay_capacity=200_000, weights_publish_interval=50):
     """Hyperparameters of tabular policy evaluation."""
 
     gamma: float = 0.99
@@ -37,18 +39,6 @@ class QEvalConfig:
     """π to evaluate: 'uniform', or a path to a .npy table ([S, A] probabilities or [S] actions)."""
     behavior: Literal["uniform", "target"] = "uniform"
     """How workers act: 'uniform' (random actions, covers every (s, a)) or 'target' (sample π)."""
-    fragment_length: int = 16
-    """Steps per sub-env per worker call (one replay write)."""
-    batch_size: int = 256
-    """Transitions per update."""
-    replay_capacity: int = 200_000
-    """Replay size in transitions."""
-    min_size: int = 1_000
-    """Replay size before the first update."""
-    samples_per_insert: float = 64.0
-    """Target replay ratio: sampled transitions per inserted transition."""
-    weights_publish_interval: int = 50
-    """Updates between Q-table broadcasts (the Q table is published for display)."""
 
 
 def policy_table(spec: str | np.ndarray, num_states: int, num_actions: int) -> np.ndarray:
@@ -59,12 +49,18 @@ def policy_table(spec: str | np.ndarray, num_states: int, num_actions: int) -> n
     if isinstance(spec, str):
         if spec == "uniform":
             return np.full((num_states, num_actions), 1.0 / num_actions)
-        spec = np.load(spec)
+        try:
+            spec = np.load(spec)
+        except (OSError, ValueError) as e:
+            raise TandemError(f"target_policy {spec!r}: cannot load it as a .npy table ({e})") from None
     table = np.asarray(spec)
     if table.shape == (num_states,):
         return np.eye(num_actions)[table.astype(np.int64)]
     if table.shape != (num_states, num_actions) or not np.allclose(table.sum(axis=1), 1.0):
-        raise ValueError(f"policy table must be [S]={num_states} actions or [S, A] probabilities")
+        raise TandemError(
+            f"target_policy table has shape {table.shape}: it must be [S]={num_states} actions or "
+            f"[S, A]=[{num_states}, {num_actions}] probabilities with rows summing to 1"
+        )
     return table.astype(np.float64)
 
 
@@ -105,7 +101,9 @@ class BehaviorPolicy:
 
     def __init__(self, pi: np.ndarray, behavior: str, worker_index: int = 0):
         if behavior not in ("uniform", "target"):
-            raise ValueError(f"behavior must be 'uniform' or 'target', not {behavior!r}")
+            raise TandemError(
+                f"behavior must be 'uniform' or 'target', not {behavior!r}: --set behavior=uniform"
+            )
         self.pi = pi if behavior == "target" else np.full_like(pi, 1.0 / pi.shape[1])
         self.q = np.zeros_like(pi, dtype=np.float32)
         self.version = -1

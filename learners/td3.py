@@ -32,7 +32,6 @@ from tandem.agents.continuous import (
     twin_q_loss,
 )
 from tandem.agents.offpolicy import (
-    PrioritizedReplayConfig,
     batch_to_tensors,
     frozen,
     optimizer_step,
@@ -40,27 +39,18 @@ from tandem.agents.offpolicy import (
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch
+from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
 
 @dataclass
-class TD3Config(PrioritizedReplayConfig):
-    """TD3 hyperparameters. Defaults: the paper's MuJoCo settings (step sizes 1e-3, 256x256 nets),
-    with a 5k-step random warm-up; ENV_PRESETS shortens it for the small envs."""
+class TD3Config(ActorCriticReplayConfig):
+    """TD3 hyperparameters. Defaults: the paper's MuJoCo settings with a 5k-step random warm-up;
+    ENV_PRESETS shortens the warm-up for the small envs (benchmarks/NOTES.md, TD3)."""
 
-    fragment_length: int = 8
-    """Steps per sub-env per worker call (one replay write)."""
-    gamma: float = 0.99
-    """Discount γ."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
     actor_lr: float = 1e-3
-    """Adam step size of the actor (the TD3 paper's)."""
-    critic_lr: float = 1e-3
-    """Adam step size of the twin critics (the TD3 paper's)."""
-    hidden: tuple[int, ...] = (256, 256)
-    """MLP hidden sizes of actor and critics."""
+    """Adam step size of the actor."""
     exploration_noise: float = 0.1
     """Std of the workers' Gaussian action noise (unit box: a fraction of the half-range)."""
     policy_noise: float = 0.2
@@ -69,18 +59,6 @@ class TD3Config(PrioritizedReplayConfig):
     """Clip c of the smoothing noise."""
     policy_delay: int = 2
     """Critic updates per actor and target update."""
-    random_warmup: bool = True
-    """Workers act uniformly at random until the first trained weights arrive."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    replay_capacity: int = 300_000
-    """Replay size in transitions (more than any judged budget; the papers use 1M)."""
-    min_size: int = 5_000
-    """Replay size before the first gradient step (collected with uniform random actions)."""
-    samples_per_insert: float = 256.0
-    """Target replay ratio: 256 with batch 256 is one critic step per env step (the paper's)."""
-    weights_publish_interval: int = 20
-    """Gradient steps between actor broadcasts to the workers."""
 
 
 ENV_PRESETS: dict[str, dict[str, Any]] = {

@@ -6,10 +6,13 @@ Both implement ``core.protocols.ReplayBuffer`` with the same behaviour::
     limiter = RateLimiter(min_size=10_000, samples_per_insert=256)
     # workers:   replay.add(rollout.to_batch())
     # learner:
-    while limiter.wait_for_sample(256, timeout=1.0, poll=lambda: replay.inserted):
+    while training:
+        limiter.observe_inserted(replay.inserted)
+        if not limiter.can_sample(256):
+            continue                                 # the driver does other work meanwhile
         batch = replay.sample(256)                   # indices + importance weights set
-        metrics = learner.update(batch)
-        replay.update_priorities(batch.indices, td_abs)
+        result = learner.update(batch)
+        replay.update_priorities(batch.indices, result.priorities)
         limiter.record_sample(256)
     replay.stats()  # replay/size, replay/uses_mean_live, replay/uses_hist_evicted, ...
 

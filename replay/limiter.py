@@ -12,15 +12,14 @@ So after warm-up, ``sampled ~= samples_per_insert * (inserted - min_size)``: wit
 ``samples_per_insert = batch * updates_per_step`` the replay ratio is what you chose.
 Tandem's writers are remote and never wait, so drivers normally only gate sampling.
 
-The limiter is plain bookkeeping: feed it with ``record_insert`` / ``observe_inserted`` (e.g.
-``replay.inserted``) and ``record_sample``, or pass ``poll=`` to the blocking waits.
+The limiter is plain bookkeeping that never blocks: feed it with ``record_insert`` /
+``observe_inserted`` (e.g. ``replay.inserted``) and ``record_sample``, and ask ``can_sample``
+before each learner step.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 
 class RateLimiter:
@@ -53,7 +52,7 @@ class RateLimiter:
         self._offset = spi * self.min_size
         self._inserted = 0
         self._sampled = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -66,21 +65,18 @@ class RateLimiter:
         return self._sampled
 
     def record_insert(self, n: int = 1) -> None:
-        with self._cond:
+        with self._lock:
             self._inserted += int(n)
-            self._cond.notify_all()
 
     def observe_inserted(self, total: int) -> None:
         """Set the insert count from a total someone else keeps (it never goes down)."""
-        with self._cond:
+        with self._lock:
             if total > self._inserted:
                 self._inserted = int(total)
-                self._cond.notify_all()
 
     def record_sample(self, n: int) -> None:
-        with self._cond:
+        with self._lock:
             self._sampled += int(n)
-            self._cond.notify_all()
 
     # ------------------------------------------------------------------ decisions
 
@@ -100,36 +96,6 @@ class RateLimiter:
         if self.samples_per_insert is None or self._inserted + n <= self.min_size:
             return True
         return self._diff() + n * self.samples_per_insert <= self._offset + self.error_buffer
-
-    def _wait(self, ok: Callable[[], bool], timeout: float | None, poll: Callable[[], None] | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if poll is not None:
-                    self._cond.release()
-                    try:
-                        poll()
-                    finally:
-                        self._cond.acquire()
-                if ok():
-                    return True
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                step = 0.005 if poll is not None else None
-                self._cond.wait(step if left is None else min(left, step or left))
-
-    def wait_for_sample(
-        self, n: int = 1, timeout: float | None = None, poll: Callable[[], int] | None = None
-    ) -> bool:
-        """Block until ``can_sample(n)``; False on timeout. ``poll`` returns the current insert
-        total (e.g. ``lambda: replay.inserted``) and is called every few ms while waiting."""
-        p = None if poll is None else (lambda: self.observe_inserted(poll()))
-        return self._wait(lambda: self.can_sample(n), timeout, p)
-
-    def wait_for_insert(self, n: int = 1, timeout: float | None = None) -> bool:
-        """Block until ``can_insert(n)``; False on timeout."""
-        return self._wait(lambda: self.can_insert(n), timeout, None)
 
     def stats(self) -> dict[str, float]:
         """``limiter/inserted``, ``limiter/sampled`` and the achieved ``limiter/ratio``."""

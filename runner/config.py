@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from tandem.core.errors import TandemError
+from tandem.core.metrics import RETURN_WINDOW
 
 
 @dataclass
@@ -43,14 +44,12 @@ class RunConfig:
     """Redis buffer name (default: the run directory's name); runs that share it share data."""
     stop_return: float | None = None
     """Stop early once the mean return of the last ``return_window`` episodes reaches this."""
-    return_window: int = 20
-    """Episodes in the trailing mean (console, return_mean_window, stop_return); 5 suits
-    1000-step MuJoCo episodes, where 20 episodes span 20k env steps."""
+    return_window: int = RETURN_WINDOW
+    """Episodes in the trailing mean (console, return_mean_window, stop_return)."""
     checkpoint_every: int = 20
     """Checkpoint every N iterations (on-policy) or report intervals (off-policy)."""
     learner_threads: int = 1
-    """torch intra-op threads for the learner; 1 leaves the other cores to the workers (on 2
-    cores, 2 threads made a DQN update 5x slower while workers were stepping)."""
+    """torch intra-op threads for the learner; 1 leaves the other cores to the workers."""
     report_interval_s: float = 2.0
     """Seconds between metrics rows for the asynchronous off-policy driver."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -133,10 +132,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+RECORD_ONLY_KEYS = ("framework", "on_policy")
+"""Keys :func:`to_yaml_dict` writes for readers of the run directory; set by the code, not the
+user, so a run's config.yaml passed back as ``--config`` skips them."""
+
+
 def split_overrides(run: RunConfig, algo_cfg: Any, overrides: dict[str, Any], source: str) -> None:
     """Route each flat key to the run config or the algorithm config (algorithm wins no ties:
     the two share no field names). A nested ``algo_config:`` mapping is also accepted."""
     nested = overrides.pop("algo_config", None) or {}
+    for key in RECORD_ONLY_KEYS:
+        overrides.pop(key, None)
     run_names = {f.name for f in dataclasses.fields(run)}
     algo_names = {f.name for f in dataclasses.fields(algo_cfg)}
     run_part = {k: v for k, v in overrides.items() if k in run_names}
@@ -151,7 +157,13 @@ def split_overrides(run: RunConfig, algo_cfg: Any, overrides: dict[str, Any], so
 
 
 def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
-    """The fully resolved config as written to config.yaml (and read back by --resume)."""
+    """The fully resolved config as written to config.yaml (and read back by --resume).
+
+    Besides the two configs it records ``on_policy`` (from the algorithm's registry entry), so
+    readers such as the dashboard know which driver ran without knowing algorithm names.
+    """
+    from tandem.learners.registry import get_algo
+
     d = dataclasses.asdict(run)
     if d.get("replay") and "@" in d["replay"]:
         # Never write a Redis password to disk; --resume asks for the URL again.
@@ -161,5 +173,6 @@ def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     d["algo_config"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(algo_cfg).items()
     }
+    d["on_policy"] = get_algo(run.algo).on_policy
     d["framework"] = "tandem"
     return d

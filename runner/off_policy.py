@@ -11,8 +11,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from tandem.agents.offpolicy import PrioritizedReplayConfig
 from tandem.core.errors import TandemError
+from tandem.learners.config import PrioritizedReplayConfig
 from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")

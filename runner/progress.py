@@ -10,10 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tandem.core.metrics import MetricsRow
+from tandem.core.metrics import RETURN_WINDOW, MetricsRow
 from tandem.runner.rundir import Counters
-
-RETURN_WINDOW = 20
 
 
 def window_reached(recent: list[float], window: int, target: float | None) -> bool:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tandem.core.errors import TandemError
-from tandem.dashboard.data import DEFAULT_SMOOTH, DEFAULT_STALE_S
+from tandem.core.metrics import RETURN_WINDOW
+from tandem.dashboard.data import DEFAULT_STALE_S
 
 USER_ERRORS: tuple[type[BaseException], ...] = (TandemError,)
 
@@ -131,8 +132,8 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--smooth",
         type=_positive_int,
-        default=DEFAULT_SMOOTH,
-        help=f"episodes in the rolling mean of the return curve (default: {DEFAULT_SMOOTH})",
+        default=RETURN_WINDOW,
+        help=f"episodes in the rolling mean of the return curve (default: {RETURN_WINDOW})",
     )
     p.add_argument(
         "--stale-s",
@@ -157,10 +158,10 @@ def register_dashboard(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--smooth",
         type=_positive_int,
-        default=DEFAULT_SMOOTH,
-        help=f"episodes in the rolling mean of the return curve (default: {DEFAULT_SMOOTH})",
+        default=RETURN_WINDOW,
+        help=f"episodes in the rolling mean of the return curve (default: {RETURN_WINDOW})",
     )
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, error_prefix="tandem report")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -200,12 +201,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tandem.dashboard.report import ReportError, write_report
+    from tandem.dashboard.report import write_report
 
-    try:
-        out = write_report(args.runs_dirs, args.output, png=args.png, smooth=args.smooth)
-    except ReportError as e:
-        return _fail("report", str(e))
+    out = write_report(args.runs_dirs, args.output, png=args.png, smooth=args.smooth)
     print(f"tandem report: wrote {out}")
     return 0
 
@@ -235,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--stop-return",
         type=float,
-        help="stop once the mean of the last return_window (default 20) episode returns reaches this",
+        help=f"stop once the mean of the last return_window (default {RETURN_WINDOW}) episode returns "
+        "reaches this",
     )
     t.add_argument("--config", help="YAML file of config keys")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
@@ -262,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as e:
-        print(f"tandem: error: {e}", file=sys.stderr)
+        # The one place a user's mistake (a TandemError) becomes a one-line message.
+        print(f"{getattr(args, 'error_prefix', 'tandem')}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

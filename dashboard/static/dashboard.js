@@ -1,7 +1,7 @@
-/* Tandem dashboard: renders the runs served by cluster/dashboard.py (live, polling the JSON
- * API) or embedded by cluster/report.py (static: window.TANDEM_DATA). Same plots in both.
+/* Tandem dashboard: renders the runs served by dashboard/server.py (live, polling the JSON
+ * API) or embedded by dashboard/report.py (static: window.TANDEM_DATA). Same plots in both.
  *
- * Data per run (from cluster/dashboard_data.py):
+ * Data per run (from dashboard/data.py):
  *   summary  /api/runs            id, label, algo, env, framework, status, reuse, issues, ...
  *   cols     /api/run/ID/metrics  columnar rows: env_steps, wall_time_s, grad_updates,
  *                                 ret_smooth, replay_ratio, env_steps_per_s, ... (one per row)

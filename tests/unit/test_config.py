@@ -76,3 +76,79 @@ def test_stop_return_uses_the_trailing_return_window():
     rep.collected(1, 10, [-100.0], 0)
     assert counters.recent_returns == [-150.0, -150.0, -100.0]
     assert Session.should_stop(session)
+
+
+@pytest.mark.parametrize(
+    ("algo", "on_policy"), [("ppo", True), ("pg", True), ("dqn", False), ("qlearn", False)]
+)
+def test_config_yaml_records_whether_the_algorithm_is_on_policy(algo, on_policy):
+    from tandem.learners.registry import get_algo
+    from tandem.runner.config import RunConfig, to_yaml_dict
+
+    spec = get_algo(algo)
+    d = to_yaml_dict(RunConfig(algo=algo), spec.config_cls())
+    assert d["on_policy"] is on_policy
+
+
+OFF_POLICY_ENVS = {"qlearn": "FrozenLake-v1", "qeval": "FrozenLake-v1", "dqn": "CartPole-v1"}
+OFF_POLICY_ENVS |= {"sac": "Pendulum-v1", "td3": "Pendulum-v1"}
+
+
+@pytest.mark.parametrize("algo", sorted(OFF_POLICY_ENVS))
+def test_shared_off_policy_fields_take_set_and_survive_config_yaml(tmp_path, algo):
+    """The fields inherited from learners.config.OffPolicyConfig are ordinary fields of each
+    algorithm's config: --set writes them and config.yaml gives them back."""
+    import dataclasses
+
+    import yaml
+
+    from tandem.learners.config import OffPolicyConfig
+    from tandem.runner.config import to_yaml_dict
+    from tandem.runner.session import load_run_config
+
+    shared = {f.name for f in dataclasses.fields(OffPolicyConfig)}
+    sets = ["fragment_length=3", "batch_size=7", "replay_capacity=999", "min_size=11"]
+    sets += ["samples_per_insert=5", "weights_publish_interval=13"]
+    run, cfg, spec = resolve_config(algo, OFF_POLICY_ENVS[algo], parse_set(sets))
+    assert isinstance(cfg, OffPolicyConfig) and {s.split("=")[0] for s in sets} == shared
+    assert (cfg.fragment_length, cfg.batch_size, cfg.replay_capacity) == (3, 7, 999)
+    assert (cfg.min_size, cfg.samples_per_insert, cfg.weights_publish_interval) == (11, 5.0, 13)
+    assert type(cfg.samples_per_insert) is float
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_yaml_dict(run, cfg), sort_keys=False))
+    _, loaded, loaded_spec = load_run_config(tmp_path)
+    assert loaded_spec.name == algo and loaded == cfg
+
+
+def test_algorithm_defaults_of_the_shared_fields():
+    from tandem.learners.dqn import DQNConfig
+    from tandem.learners.sac import SACConfig
+    from tandem.learners.tabular import QLearnConfig
+
+    keys = ("fragment_length", "batch_size", "replay_capacity", "min_size", "samples_per_insert")
+    assert [getattr(DQNConfig(), k) for k in keys] == [16, 64, 100_000, 1_000, 64.0]
+    assert [getattr(SACConfig(), k) for k in keys] == [8, 256, 300_000, 5_000, 256.0]
+    assert [getattr(QLearnConfig(), k) for k in keys] == [16, 256, 200_000, 1_000, 64.0]
+    assert DQNConfig().prioritized and not SACConfig().prioritized
+
+
+def test_a_class_keyword_must_name_an_inherited_field():
+    from dataclasses import dataclass
+
+    from tandem.learners.config import OffPolicyConfig
+
+    with pytest.raises(TypeError, match="batch_sise"):
+
+        @dataclass
+        class Typo(OffPolicyConfig, batch_sise=3):
+            pass
+
+
+def test_a_runs_config_yaml_can_be_passed_back_as_config(tmp_path):
+    import yaml
+
+    from tandem.runner.config import load_yaml, to_yaml_dict
+
+    run, cfg, _ = resolve_config("dqn", "CartPole-v1", {"batch_size": 32, "workers": 3})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_yaml_dict(run, cfg), sort_keys=False))
+    run2, cfg2, _ = resolve_config("dqn", "CartPole-v1", None, load_yaml(tmp_path / "c.yaml"))
+    assert cfg2 == cfg and run2.workers == 3

@@ -300,3 +300,33 @@ def test_snapshot_holds_everything_the_report_needs(fixture_store):
     assert set(snap["groups"]) == {"env_steps", "wall_time_s", "grad_updates"}
     assert "algo: ppo" in snap["configs"][PPO0]
     json.dumps(snap, allow_nan=False)
+
+
+# ------------------------------------------------------------------ on- or off-policy
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "expected"),
+    [
+        # config.yaml's on_policy wins over anything the rows suggest
+        ({"algo": "qlearn", "on_policy": True}, {"replay_size": 100}, True),
+        ({"algo": "ppo", "on_policy": False}, {}, False),
+        # old runs (no key): the metrics decide, whatever the algorithm is called
+        ({"algo": "ppo"}, {"replay_size": 100}, False),
+        ({"algo": "my-new-algo"}, {"replay/size": 100}, False),
+        ({"algo": "dqn"}, {}, True),
+        ({"algo": "dqn", "framework": "rllib"}, {}, None),
+    ],
+)
+def test_on_policy_from_config_yaml_then_metrics(tmp_path, config, extra, expected):
+    d = write_run(tmp_path / "runs" / "r", [row(100, [1.0], **extra)], config={"env_id": "E", **config})
+    store = RunStore([d])
+    store.refresh()
+    assert by_id(store)["r"]["on_policy"] is expected
+
+
+def test_on_policy_unknown_before_the_first_row(tmp_path):
+    d = write_run(tmp_path / "runs" / "r", [], config={"algo": "ppo", "env_id": "E"})
+    store = RunStore([d])
+    store.refresh()
+    assert by_id(store)["r"]["on_policy"] is None

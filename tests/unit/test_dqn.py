@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tandem.agents.q import QNetwork, apex_epsilon, epsilon_greedy, linear_schedule
+from tandem.agents.q import QNetwork, apex_epsilon, epsilon_greedy
+from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, Rollout
 from tandem.learners import dqn
 from tandem.learners.dqn import DQNConfig, DQNLearner, dqn_next_values, fold_n_step
@@ -153,9 +154,9 @@ def test_dueling_head_decomposes_q():
 
 
 def test_exploration_schedules():
-    assert linear_schedule(1.0, 0.1, 0.5, 0.0) == 1.0
-    assert linear_schedule(1.0, 0.1, 0.5, 0.25) == pytest.approx(0.55)
-    assert linear_schedule(1.0, 0.1, 0.5, 0.9) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 0.0, 0.5) == 1.0
+    assert linear_schedule(1.0, 0.1, 0.25, 0.5) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 0.9, 0.5) == pytest.approx(0.1)
     assert apex_epsilon(0.4, 7.0, 0, 8) == pytest.approx(0.4)
     assert apex_epsilon(0.4, 7.0, 7, 8) == pytest.approx(0.4**8)
     assert apex_epsilon(0.4, 7.0, 0, 1) == pytest.approx(0.4)
@@ -228,3 +229,10 @@ def test_dueling_without_a_hidden_layer_is_a_one_line_error():
 
     with pytest.raises(TandemError, match="dueling heads need a hidden layer"):
         QNetwork(4, 2, (), dueling=True)
+
+
+def test_linear_schedule_defaults_to_the_whole_run_and_clamps():
+    assert linear_schedule(3e-4, 0.0, 0.5) == pytest.approx(1.5e-4)
+    assert linear_schedule(3e-4, 0.0, 1.7) == 0.0
+    assert linear_schedule(0.2, 0.0, -0.1) == 0.2
+    assert linear_schedule(1.0, 0.1, 0.3, duration=0.0) == 0.1

@@ -1,8 +1,5 @@
 """RateLimiter: min_size warm-up and a samples-per-insert ratio, Reverb style."""
 
-import threading
-import time
-
 import pytest
 
 from tandem.replay.limiter import RateLimiter
@@ -46,22 +43,6 @@ def test_observe_inserted_is_monotonic():
     lim.observe_inserted(7)
     lim.observe_inserted(3)
     assert lim.inserted == 7
-
-
-def test_wait_times_out_and_wakes_on_insert():
-    lim = RateLimiter(min_size=10)
-    t0 = time.monotonic()
-    assert not lim.wait_for_sample(1, timeout=0.05)
-    assert time.monotonic() - t0 >= 0.05
-    threading.Timer(0.05, lambda: lim.record_insert(10)).start()
-    assert lim.wait_for_sample(1, timeout=5)
-
-
-def test_wait_polls_an_external_count():
-    lim = RateLimiter(min_size=50)
-    count = iter(range(0, 1000, 10))
-    assert lim.wait_for_sample(1, timeout=5, poll=lambda: next(count))
-    assert lim.inserted >= 50
 
 
 def test_bad_arguments():
