@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
-from tandem.core.types import Rollout
+from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import full_return, reward_to_go
@@ -77,7 +77,7 @@ class PGLearner:
     def set_progress(self, fraction: float) -> None:
         self.progress = fraction
 
-    def update(self, rollout: Rollout) -> dict[str, float]:
+    def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model
         values, next_values = critic_values(m, rollout)
         ret_fn = reward_to_go if cfg.return_type == "reward_to_go" else full_return
@@ -110,16 +110,15 @@ class PGLearner:
                 v_loss.backward()
                 self.vf_opt.step()
         self.updates += grad_steps
-        return {
+        metrics = {
             "loss/policy": loss.item(),
             "loss/value": v_loss.item(),
             "stats/entropy": float(ent.mean()),
             "stats/entropy_coef": ent_coef,
             "stats/grad_norm": float(grad_norm),
             "stats/return_to_go_mean": float(fb.returns.mean()),
-            "samples_trained": len(fb),
-            "grad_updates": grad_steps,
         }
+        return UpdateResult(metrics, grad_steps=grad_steps, samples_trained=len(fb))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.model.get_weights()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import ray
 
-from tandem.cluster.group import WorkerGroup, init_ray
+from tandem.cluster.group import RayWorkerGroup, init_ray
 from tandem.core.types import concat_rollouts
 from tandem.learners.ppo import PPOConfig
 
@@ -23,7 +23,7 @@ def test_init_ray_rejects_an_unreachable_address():
 
 
 def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
-    group = WorkerGroup(
+    group = RayWorkerGroup(
         2, env_id="CartPole-v1", num_envs=2, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=0
     )
     weights = ray.put({k: v for k, v in _policy_weights().items()})
@@ -62,7 +62,7 @@ def _policy_weights():
 
 
 def test_weights_are_one_object_shared_by_all_workers(local_ray):
-    group = WorkerGroup(
+    group = RayWorkerGroup(
         2, env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=1
     )
     w = _policy_weights()
@@ -86,9 +86,9 @@ def test_a_second_group_waits_for_the_cpus_instead_of_deadlocking(local_ray):
     import threading
 
     kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=2)
-    first = WorkerGroup(2, **kwargs)
-    second: list[WorkerGroup] = []
-    t = threading.Thread(target=lambda: second.append(WorkerGroup(2, **kwargs)), daemon=True)
+    first = RayWorkerGroup(2, **kwargs)
+    second: list[RayWorkerGroup] = []
+    t = threading.Thread(target=lambda: second.append(RayWorkerGroup(2, **kwargs)), daemon=True)
     t.start()
     t.join(timeout=5)
     assert t.is_alive(), "the second group cannot have its CPUs while the first holds them"
@@ -104,9 +104,9 @@ def test_a_cluster_that_cannot_place_the_workers_fails_with_one_line(local_ray):
     from tandem.core.errors import TandemError
 
     kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=3)
-    first = WorkerGroup(2, **kwargs)
+    first = RayWorkerGroup(2, **kwargs)
     try:
         with pytest.raises(TandemError, match=r"could not reserve 2 x 1.00 CPUs .* lower --workers"):
-            WorkerGroup(2, start_timeout_s=12, **kwargs)
+            RayWorkerGroup(2, start_timeout_s=12, **kwargs)
     finally:
         first.shutdown()
