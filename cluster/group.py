@@ -76,7 +76,7 @@ class RayWorkerGroup:
         self.num_workers = num_workers
         self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
         self._calls: dict[ray.ObjectRef, int] = {}  # submitted call -> worker index
-        self.restarts = 0
+        self._restarts = 0
         # One placement group reserves every worker's CPUs at once. Placing actors one by one
         # deadlocked when two runs shared a cluster too small for both: each got some of its
         # workers and waited forever for the rest. Now the second run waits for the first.
@@ -122,6 +122,11 @@ class RayWorkerGroup:
             ) from None
 
     @property
+    def restarts(self) -> int:
+        """Worker deaths seen so far; Ray restarts each one."""
+        return self._restarts
+
+    @property
     def alive(self) -> list[int]:
         """Indices of workers that can take work now (after re-admitting restarted ones)."""
         for i, ref in list(self.parked.items()):
@@ -137,7 +142,7 @@ class RayWorkerGroup:
 
     def park(self, i: int, err: BaseException) -> None:
         log.warning("worker %d died (%s); continuing with the others", i, type(err).__name__)
-        self.restarts += 1
+        self._restarts += 1
         self.parked[i] = self.actors[i].ping.remote()
 
     def publish(self, weights: Weights) -> ray.ObjectRef:
