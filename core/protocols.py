@@ -30,6 +30,9 @@ class Policy(Protocol):
     def get_weights(self) -> Weights:
         """The policy's parameters as numpy arrays (what crosses process boundaries)."""
 
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1] for acting schedules (ε); a no-op without any."""
+
 
 @runtime_checkable
 class Learner(Protocol):

@@ -82,8 +82,7 @@ class RolloutWorker:
     ) -> Rollout:
         """Step every sub-env ``num_steps`` times and return the [T, N] fragment."""
         self.set_weights(weights, version)
-        if hasattr(self.policy, "set_progress"):
-            self.policy.set_progress(progress)
+        self.policy.set_progress(progress)
         obs_l, act_l, rew_l, next_l, term_l, trunc_l = [], [], [], [], [], []
         extras_l: dict[str, list[np.ndarray]] = {}
         ep_returns: list[float] = []

@@ -9,6 +9,7 @@ import pytest
 import ray
 
 from tandem.cluster.group import RayWorkerGroup, init_ray
+from tandem.core.protocols import WorkerLost
 from tandem.core.types import concat_rollouts
 from tandem.learners.ppo import PPOConfig
 
@@ -26,7 +27,7 @@ def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
     group = RayWorkerGroup(
         2, env_id="CartPole-v1", num_envs=2, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=0
     )
-    weights = ray.put({k: v for k, v in _policy_weights().items()})
+    weights = group.publish(_policy_weights())
     first = group.call_all("sample", 8, weights, 1)
     assert len(first) == 2 and concat_rollouts(first).obs.shape == (8, 4, 4)
     assert {r.worker_index for r in first} == {0, 1}
@@ -34,6 +35,12 @@ def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
     # Kill worker 1's process the way a crash or an OOM kill would.
     pid = ray.get(group.actors[1].__ray_call__.remote(lambda self: os.getpid()))
     os.kill(pid, signal.SIGKILL)
+    # The asynchronous API reports the death as WorkerLost; the driver parks the worker.
+    handle = group.submit(1, "sample", 8, weights, 1)
+    assert group.wait([handle], timeout=60) == [handle]
+    with pytest.raises(WorkerLost, match="worker 1 died"):
+        group.result(handle)
+    group.park(1, WorkerLost(1, "test"))
 
     collected = 0
     saw_partial = False
