@@ -141,8 +141,10 @@ class PGLearner:
         self.updates = state["updates"]
 
 
-def make_policy(obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1) -> ActorCritic:
-    return ActorCritic(obs_space, act_space, cfg.hidden, use_value=getattr(cfg, "baseline", True))
+def make_policy(
+    obs_space, act_space, cfg: PGConfig, *, worker_index: int = 0, num_workers: int = 1
+) -> ActorCritic:
+    return ActorCritic(obs_space, act_space, cfg.hidden, use_value=cfg.baseline)
 
 
 SPEC = AlgoSpec(

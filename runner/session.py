@@ -5,7 +5,6 @@ hands it to a driver; the drivers import this module, and this module imports no
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,6 @@ from tandem.runner.config import RunConfig, split_overrides, to_yaml_dict
 from tandem.runner.envs import env_spaces
 from tandem.runner.progress import Reporter, window_reached
 from tandem.runner.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
-
-log = logging.getLogger("tandem")
 
 
 def resolve_config(
@@ -176,6 +173,7 @@ def open_session(
         counters,
         backend,
         quiet=quiet,
+        t_start=time.perf_counter(),
         resumed_from=resumed_from,
         wall_before=counters.wall_time_s,
     )
