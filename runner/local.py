@@ -23,18 +23,26 @@ class LocalCall:
     """One submitted call: run on the first wait that includes it, then holds its outcome."""
 
     worker: int
+    """Index of the worker to call."""
     method: str
+    """``RolloutWorker`` method name (``sample``, ``collect``, ``ping``)."""
     args: tuple[Any, ...]
+    """Positional arguments."""
     done: bool = False
+    """Whether the call has run."""
     value: Any = None
+    """Its return value, once done."""
     error: BaseException | None = field(default=None, repr=False)
+    """The exception it raised, once done; re-raised by ``result``."""
 
 
 class LocalWorkerGroup:
     """``num_workers`` rollout workers in this process, called one at a time.
 
-    Workers share the process's global torch and numpy RNGs with the learner, so a local run is
-    deterministic for a seed but does not draw the same numbers as a Ray run of that seed.
+    Workers share the process's global torch and numpy RNGs with the learner, so a local run
+    does not draw the same numbers as a Ray run of the same seed. The on-policy loop repeats
+    exactly for a seed; the off-policy loop still interleaves by the clock (report interval,
+    0.5 s learning slices), as it does on Ray.
     A worker whose call raises is a bug, not a lost process: the exception reaches the driver.
     """
 
