@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,18 @@ def rows(run_dir) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+class RecordingBackend(LocalBackend):
+    """The local backend with a metrics sink that keeps every row it is given."""
+
+    def __init__(self):
+        self.rows: list[dict[str, Any]] = []
+        self.sink_args: tuple[str, str, str] | None = None
+
+    def metrics_sink(self, run: str, algo: str, env: str):
+        self.sink_args = (run, algo, env)
+        return SimpleNamespace(record=self.rows.append)
+
+
 def test_on_policy_driver_counts_what_the_learner_reports_and_resumes(tmp_path):
     settings = {
         "total_steps": 256,
@@ -94,8 +107,12 @@ def test_on_policy_driver_counts_what_the_learner_reports_and_resumes(tmp_path):
         "checkpoint_every": 1,
     }
     run, cfg, spec = resolve_config("ppo", "CartPole-v1", settings)
-    out = train(run, cfg, spec, quiet=True, backend=LocalBackend())
+    backend = RecordingBackend()
+    out = train(run, cfg, spec, quiet=True, backend=backend)
     first = rows(out)
+    # Telemetry is attached through the backend: its sink got every row metrics.jsonl got.
+    assert backend.sink_args == ("ppo", "ppo", "CartPole-v1")
+    assert [r["env_steps"] for r in backend.rows] == [r["env_steps"] for r in first]
     last = first[-1]
     # 2 workers x 2 envs x 32 steps = 128 per iteration; 2 epochs x 4 minibatches = 8 steps each.
     assert [r["env_steps"] for r in first] == [128, 256]
