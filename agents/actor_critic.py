@@ -89,3 +89,6 @@ class ActorCritic(nn.Module):
     def set_weights(self, weights: dict[str, np.ndarray], version: int) -> None:
         load_module_weights(self, weights)
         self.version = version
+
+    def set_progress(self, fraction: float) -> None:
+        """No acting schedule: exploration is the policy's own entropy, trained by the learner."""

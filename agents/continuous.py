@@ -185,6 +185,9 @@ class ContinuousActorPolicy:
             u = self.actor.explore_action(obs_to_tensor(obs, self.obs_space), explore).numpy()
         return self.scaler.to_env(u), {}
 
+    def set_progress(self, fraction: float) -> None:
+        """No acting schedule: the exploration noise (or SAC's sampling) is constant."""
+
     def set_weights(self, weights: dict[str, np.ndarray], version: int) -> None:
         load_module_weights(self.actor, weights)
         self.version = version

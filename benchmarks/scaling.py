@@ -44,7 +44,7 @@ def tandem_group(env_id: str, workers: int, envs_per_worker: int) -> tuple[Any, 
     """A WorkerGroup with the PPO policy of ``env_id``'s preset, and one shared weights object."""
     import ray
 
-    from tandem.cluster.group import WorkerGroup
+    from tandem.cluster.group import RayWorkerGroup
     from tandem.learners.ppo import PPOLearner
     from tandem.runner.envs import env_spaces
     from tandem.runner.session import resolve_config
@@ -52,7 +52,7 @@ def tandem_group(env_id: str, workers: int, envs_per_worker: int) -> tuple[Any, 
     run, cfg, _ = resolve_config("ppo", env_id, {"workers": workers, "envs_per_worker": envs_per_worker})
     obs_space, act_space = env_spaces(env_id)
     weights_ref = ray.put(PPOLearner(obs_space, act_space, cfg).get_weights())
-    group = WorkerGroup(
+    group = RayWorkerGroup(
         workers, env_id=env_id, num_envs=envs_per_worker, algo="ppo", algo_config=cfg, seed=run.seed
     )
     return group, weights_ref, cfg

@@ -1,6 +1,6 @@
-"""Ray plumbing: starting or joining a cluster, and a fault-tolerant group of rollout workers.
-
-This module and the drivers are the only code that imports ray.
+"""Ray plumbing: starting or joining a cluster, a fault-tolerant group of rollout worker actors
+behind the ``core.protocols.WorkerGroup`` interface, and the Ray backend that the CLI hands to
+``runner.train.train``. The drivers never see Ray: only this package imports it.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -15,7 +16,9 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from tandem.cluster.telemetry import RayMetrics
 from tandem.core.errors import TandemError
+from tandem.core.protocols import Weights, WorkerLost
 from tandem.runner.worker import RolloutWorker
 
 log = logging.getLogger("tandem")
@@ -58,7 +61,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
     return "local"
 
 
-class WorkerGroup:
+class RayWorkerGroup:
     """N rollout worker actors, spread over the cluster's nodes, that survive worker deaths.
 
     A dead worker is restarted by Ray (``max_restarts=-1``). Meanwhile the driver keeps
@@ -72,7 +75,8 @@ class WorkerGroup:
         cpus = min(1.0, total_cpus / max(num_workers, 1))
         self.num_workers = num_workers
         self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
-        self.restarts = 0
+        self._calls: dict[ray.ObjectRef, int] = {}  # submitted call -> worker index
+        self._restarts = 0
         # One placement group reserves every worker's CPUs at once. Placing actors one by one
         # deadlocked when two runs shared a cluster too small for both: each got some of its
         # workers and waited forever for the rest. Now the second run waits for the first.
@@ -118,6 +122,11 @@ class WorkerGroup:
             ) from None
 
     @property
+    def restarts(self) -> int:
+        """Worker deaths seen so far; Ray restarts each one."""
+        return self._restarts
+
+    @property
     def alive(self) -> list[int]:
         """Indices of workers that can take work now (after re-admitting restarted ones)."""
         for i, ref in list(self.parked.items()):
@@ -131,10 +140,37 @@ class WorkerGroup:
                     self.parked[i] = self.actors[i].ping.remote()
         return [i for i in range(self.num_workers) if i not in self.parked]
 
-    def park(self, i: int, err: Exception) -> None:
+    def park(self, i: int, err: BaseException) -> None:
         log.warning("worker %d died (%s); continuing with the others", i, type(err).__name__)
-        self.restarts += 1
+        self._restarts += 1
         self.parked[i] = self.actors[i].ping.remote()
+
+    def publish(self, weights: Weights) -> ray.ObjectRef:
+        """One object in the store, shared by every worker (not one copy per call)."""
+        return ray.put(weights)
+
+    def submit(self, i: int, method: str, *args: Any) -> ray.ObjectRef:
+        ref = self.call(i, method, *args)
+        self._calls[ref] = i
+        return ref
+
+    def wait(self, handles: Sequence[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
+        if not handles:
+            return []
+        ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
+        return ready
+
+    def result(self, handle: ray.ObjectRef) -> Any:
+        i = self._calls.pop(handle, -1)
+        try:
+            return ray.get(handle)
+        except RayActorError as e:
+            raise WorkerLost(i, type(e).__name__) from e
+
+    def cancel(self, handles: Sequence[ray.ObjectRef]) -> None:
+        for ref in handles:
+            self._calls.pop(ref, None)
+            ray.cancel(ref, force=False)
 
     def call(self, i: int, method: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:
         return getattr(self.actors[i], method).remote(*args, **kwargs)
@@ -167,3 +203,28 @@ class WorkerGroup:
         for a in self.actors:
             ray.kill(a, no_restart=True)
         remove_placement_group(self.pg)
+
+
+class RayBackend:
+    """Rollout workers as Ray actors: joins ``address`` (or RAY_ADDRESS) or starts a local Ray."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        self.address = address
+        self.num_cpus = num_cpus
+
+    def start(self) -> None:
+        init_ray(self.address, self.num_cpus)
+
+    def make_group(self, num_workers: int, **worker_kwargs: Any) -> RayWorkerGroup:
+        return RayWorkerGroup(num_workers, **worker_kwargs)
+
+    def single_host(self) -> bool:
+        return len([n for n in ray.nodes() if n.get("Alive")]) <= 1
+
+    def metrics_sink(self, run: str, algo: str, env: str) -> RayMetrics:
+        return RayMetrics(run=run, algo=algo, env=env)
+
+    def shutdown(self) -> None:
+        """Leaves Ray up: the process may train again (tests, notebooks); Ray stops at exit."""

@@ -16,28 +16,16 @@ Ray / Prometheus       the cluster-health subset in :data:`RAY_GAUGES` / :data:`
 from __future__ import annotations
 
 import logging
-import numbers
 from typing import Any
 
 from tandem.core.metrics import finite_float
 
+# Defined beside the run directory that writes TensorBoard; re-exported for the metrics' users.
+from tandem.runner.rundir import write_tensorboard
+
+__all__ = ["RAY_COUNTERS", "RAY_GAUGES", "WORKER_GAUGE", "RayMetrics", "write_tensorboard"]
+
 log = logging.getLogger("tandem")
-
-
-def write_tensorboard(writer: Any, row: dict[str, Any], step: int) -> int:
-    """Write each scalar of ``row`` to a ``SummaryWriter`` as ``add_scalar(name, value, step)``.
-
-    Numbers (ints, floats, numpy scalars) are written under the row's own names; None, lists
-    (``episode_returns``, histograms, per-worker rates), strings and bools are skipped.
-    Returns how many scalars were written.
-    """
-    n = 0
-    for name, value in row.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            continue
-        writer.add_scalar(name, float(value), global_step=int(step))
-        n += 1
-    return n
 
 
 RAY_GAUGES: dict[str, tuple[str, str]] = {

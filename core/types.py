@@ -168,3 +168,24 @@ class UpdateResult:
     """New replay priorities for ``batch.indices`` (prioritized replay), else None."""
     samples_model: int = 0
     """Model-generated transitions consumed (Dyna-style learners); 0 for model-free ones."""
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """What an off-policy worker's ``collect`` returns to the driver: one fragment's accounting,
+    plus the transitions themselves when the replay lives in the driver (``--replay memory``)."""
+
+    worker_index: int
+    """The worker that collected it."""
+    env_steps: int
+    """Env steps in the fragment: T * N."""
+    episode_returns: np.ndarray
+    """Undiscounted returns of the episodes that finished in it."""
+    episode_lengths: np.ndarray
+    """Their lengths."""
+    policy_version: int
+    """The weights version that acted (policy lag = learner version minus this)."""
+    seconds: float = 0.0
+    """Wall time the worker spent collecting and writing it."""
+    batch: Batch | None = None
+    """The replay rows, or None when the worker wrote them to a remote replay itself."""

@@ -31,7 +31,7 @@ from tandem.agents.offpolicy import (
 from tandem.agents.q import EpsilonGreedyQPolicy, make_q_network
 from tandem.agents.torch_utils import adam, module_weights
 from tandem.core.schedules import linear_schedule
-from tandem.core.types import Batch, Rollout
+from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import PrioritizedReplayConfig
 from tandem.learners.registry import AlgoSpec, discrete_only
 from tandem.learners.returns import n_step_returns, td_target
@@ -137,7 +137,6 @@ class DQNLearner:
         self.optim = adam(self.q.parameters(), lr=cfg.lr)
         self.updates = 0
         self.epsilon = cfg.epsilon_start
-        self.last_priorities: np.ndarray | None = None
 
     def set_progress(self, fraction: float) -> None:
         """The learning-rate schedule, and (for reporting) the ε the workers act with now."""
@@ -148,7 +147,7 @@ class DQNLearner:
             for group in self.optim.param_groups:
                 group["lr"] = lr
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
         b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
         n = b.obs.shape[0]
@@ -166,8 +165,7 @@ class DQNLearner:
             polyak_update(self.q_target, self.q, cfg.tau)
 
         td = (y - q).detach()
-        self.last_priorities = td.abs().numpy()
-        return {
+        metrics = {
             "loss/q": float(loss.detach()),
             "stats/q_mean": float(q.detach().mean()),
             "stats/target_mean": float(y.mean()),
@@ -175,6 +173,7 @@ class DQNLearner:
             "stats/grad_norm": float(grad_norm),
             "stats/epsilon": float(self.epsilon),
         }
+        return UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().numpy())
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.q)

@@ -23,7 +23,7 @@ import torch
 
 from tandem.agents.actor_critic import ActorCritic
 from tandem.core.schedules import linear_schedule
-from tandem.core.types import Rollout
+from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import full_return, reward_to_go
@@ -79,7 +79,7 @@ class PGLearner:
     def set_progress(self, fraction: float) -> None:
         self.progress = fraction
 
-    def update(self, rollout: Rollout) -> dict[str, float]:
+    def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model
         values, next_values = critic_values(m, rollout)
         ret_fn = reward_to_go if cfg.return_type == "reward_to_go" else full_return
@@ -112,16 +112,15 @@ class PGLearner:
                 v_loss.backward()
                 self.vf_opt.step()
         self.updates += grad_steps
-        return {
+        metrics = {
             "loss/policy": loss.item(),
             "loss/value": v_loss.item(),
             "stats/entropy": float(ent.mean()),
             "stats/entropy_coef": ent_coef,
             "stats/grad_norm": float(grad_norm),
             "stats/return_to_go_mean": float(fb.returns.mean()),
-            "samples_trained": len(fb),
-            "grad_updates": grad_steps,
         }
+        return UpdateResult(metrics, grad_steps=grad_steps, samples_trained=len(fb))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.model.get_weights()
@@ -144,8 +143,10 @@ class PGLearner:
         self.updates = state["updates"]
 
 
-def make_policy(obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1) -> ActorCritic:
-    return ActorCritic(obs_space, act_space, cfg.hidden, use_value=getattr(cfg, "baseline", True))
+def make_policy(
+    obs_space, act_space, cfg: PGConfig, *, worker_index: int = 0, num_workers: int = 1
+) -> ActorCritic:
+    return ActorCritic(obs_space, act_space, cfg.hidden, use_value=cfg.baseline)
 
 
 SPEC = AlgoSpec(

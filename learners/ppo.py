@@ -20,7 +20,7 @@ import torch
 
 from tandem.agents.actor_critic import ActorCritic
 from tandem.core.schedules import linear_schedule
-from tandem.core.types import Rollout
+from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae
@@ -100,7 +100,7 @@ class PPOLearner:
     def set_progress(self, fraction: float) -> None:
         self.progress = fraction
 
-    def update(self, rollout: Rollout) -> dict[str, float]:
+    def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model
         values, next_values = critic_values(m, rollout)
         adv, ret = gae(
@@ -152,14 +152,8 @@ class PPOLearner:
         self.updates += steps
         var_y = float(fb.returns.var())
         explained = float("nan") if var_y == 0 else 1 - float((fb.returns - fb.values_old).var()) / var_y
-        return {
-            **stats,
-            "stats/lr": lr,
-            "stats/clip_eps": eps,
-            "stats/explained_variance": explained,
-            "samples_trained": samples,
-            "grad_updates": steps,
-        }
+        metrics = {**stats, "stats/lr": lr, "stats/clip_eps": eps, "stats/explained_variance": explained}
+        return UpdateResult(metrics, grad_steps=steps, samples_trained=samples)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.model.get_weights()

@@ -23,7 +23,7 @@ from tandem.agents.offpolicy import policy_rng
 from tandem.agents.q import epsilon_greedy
 from tandem.core.errors import TandemError
 from tandem.core.schedules import linear_schedule
-from tandem.core.types import Batch
+from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import OffPolicyConfig
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.returns import td_target
@@ -127,9 +127,11 @@ class TabularTDLearner:
         self.q = np.zeros((num_states, num_actions), dtype=np.float64)
         self.update_counts = np.zeros((num_states, num_actions), dtype=np.int64)
         self.updates = 0
-        self.last_priorities: np.ndarray | None = None
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def set_progress(self, fraction: float) -> None:
+        """No schedule: the step size follows the visit counts, ε lives in the workers' policy."""
+
+    def update(self, batch: Batch) -> UpdateResult:
         s = np.asarray(batch.obs, dtype=np.int64).reshape(-1)
         a = np.asarray(batch.actions, dtype=np.int64).reshape(-1)
         s2 = np.asarray(batch.next_obs, dtype=np.int64).reshape(-1)
@@ -140,13 +142,16 @@ class TabularTDLearner:
             self.q, self.update_counts, s, a, y, self.cfg.lr, self.cfg.lr_count_power, batch.weights
         )
         self.updates += 1
-        self.last_priorities = np.abs(td).astype(np.float32)
-        return {
+        metrics = {
             "loss/td": float(np.mean(td**2)),
             "stats/q_mean": float(self.q[s, a].mean()),
             "stats/q_max": float(self.q.max()),
             "stats/pairs_visited": float((self.update_counts > 0).sum()),
         }
+        # One sweep over the batch counts as one step, so grad_updates counts learner calls.
+        return UpdateResult(
+            metrics, grad_steps=1, samples_trained=len(s), priorities=np.abs(td).astype(np.float32)
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {"q": self.q.astype(np.float32)}

@@ -115,6 +115,9 @@ class BehaviorPolicy:
         actions = np.minimum((u > probs.cumsum(axis=1)).sum(axis=1), probs.shape[1] - 1)
         return actions.astype(np.int64), {}
 
+    def set_progress(self, fraction: float) -> None:
+        """No schedule: the behaviour policy is fixed while Q^π is evaluated."""
+
     def set_weights(self, weights: dict[str, np.ndarray], version: int) -> None:
         self.q = np.asarray(weights["q"], dtype=np.float32).copy()
         self.version = version

@@ -38,7 +38,7 @@ from tandem.agents.offpolicy import (
     polyak_update,
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
-from tandem.core.types import Batch
+from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
@@ -108,10 +108,12 @@ class TD3Learner:
         self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.updates = 0
-        self.last_priorities: np.ndarray | None = None
         self._actor_metrics: dict[str, float] = {}
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def set_progress(self, fraction: float) -> None:
+        """No schedule: exploration noise and learning rates are constant."""
+
+    def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
         b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
         u = self.scaler.to_unit(b.actions)
@@ -139,14 +141,14 @@ class TD3Learner:
             polyak_update(self.actor_target, self.actor, cfg.tau)
             self._actor_metrics = {"loss/actor": float(actor_loss.detach())}
 
-        self.last_priorities = td.numpy()
-        return {
+        metrics = {
             "loss/q": float(critic_loss.detach()),
             **self._actor_metrics,
             "stats/q_mean": float(q1.detach().mean()),
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
         }
+        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.numpy())
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.actor)

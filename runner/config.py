@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -32,6 +32,8 @@ class RunConfig:
     """Env-step budget for the run."""
     seed: int = 0
     """Run seed; each worker and sub-env derives its own from it."""
+    backend: Literal["ray", "local"] = "ray"
+    """Where the rollout workers run: Ray actors, or plain objects in this process (debugging)."""
     address: str | None = None
     """Ray cluster address; None starts an embedded local Ray (RAY_ADDRESS is honoured)."""
     num_cpus: int | None = None

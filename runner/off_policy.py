@@ -8,17 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray.exceptions import RayActorError
-
 from tandem.core.errors import TandemError
+from tandem.core.protocols import ReplayBuffer, WorkerLost
+from tandem.core.types import Fragment
 from tandem.learners.config import PrioritizedReplayConfig
 from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
 
 
-def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
+def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     """The learner's replay, the spec workers use to write to it (None: send batches to the
     driver), and the managed Redis server if Tandem started one."""
     from tandem.replay import make_replay
@@ -46,7 +45,7 @@ def open_replay(s: Session) -> tuple[Any, dict[str, Any] | None, Any]:
     if url is None:
         from tandem.replay.server import ManagedRedis
 
-        if len([n for n in ray.nodes() if n.get("Alive")]) > 1:
+        if not s.backend.single_host():
             raise TandemError(
                 "the managed local Redis listens on this machine's loopback, which workers on other "
                 "nodes cannot reach: pass --replay redis://HOST:PORT (a Redis every node can reach)"
@@ -64,7 +63,7 @@ def train_off_policy(s: Session) -> None:
     from tandem.replay import RateLimiter
 
     buffer, writer_spec, server = open_replay(s)
-    steps_per_call = getattr(cfg, "fragment_length", 16)
+    steps_per_call = cfg.fragment_length
     chunk = steps_per_call * run.envs_per_worker
     # The slack must cover one sample batch plus one worker fragment's worth of samples, or
     # neither side could ever move (the learner waits for data, the workers for the learner).
@@ -75,20 +74,21 @@ def train_off_policy(s: Session) -> None:
     if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
         limiter.observe_inserted(c.env_steps)
         limiter.record_sample(c.samples_trained)
-    group = s.start_workers(replay=writer_spec)
-    weights = ray.put(learner.get_weights())
-    inflight: dict[ray.ObjectRef, int] = {}
-    idle: set[int] = set(group.alive)
-    last_report = time.monotonic()
-    metrics: dict[str, float] = {}
-    bs = cfg.batch_size
-
-    def row():
-        """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
-        extra = {"replay_size": len(buffer), "worker_restarts": group.restarts}
-        return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
-
+    group = None
+    inflight: dict[Any, int] = {}  # call handle -> worker index
     try:
+        group = s.start_workers(replay=writer_spec)
+        weights = group.publish(learner.get_weights())
+        idle: set[int] = set(group.alive)
+        last_report = time.monotonic()
+        metrics: dict[str, float] = {}
+        bs = cfg.batch_size
+
+        def row():
+            """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
+            extra = {"replay_size": len(buffer), "worker_restarts": group.restarts}
+            return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
+
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
@@ -97,35 +97,31 @@ def train_off_policy(s: Session) -> None:
                         idle.add(i)
                         continue
                     idle.discard(i)
-                    ref = group.call(
-                        i, "collect", steps_per_call, weights, c.version, c.env_steps / run.total_steps
-                    )
-                    inflight[ref] = i
+                    progress = c.env_steps / run.total_steps
+                    inflight[group.submit(i, "collect", steps_per_call, weights, c.version, progress)] = i
                 # 2. take in finished fragments; block only when the learner may not sample
                 starved = not limiter.can_sample(bs) or len(buffer) < cfg.min_size
                 if inflight:
-                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0 if starved else 0)
+                    ready = group.wait(list(inflight), timeout=1.0 if starved else 0)
                 else:
                     # Nothing to wait on (the Redis mirror is still catching up with what the
-                    # workers wrote, or every worker is parked): ray.wait([]) would return at once.
+                    # workers wrote, or every worker is parked): wait([]) would return at once.
                     ready = []
                     if starved:
                         time.sleep(0.01)
-                for ref in ready:
-                    i = inflight.pop(ref)
+                for handle in ready:
+                    i = inflight.pop(handle)
                     idle.add(i)
                     try:
-                        res = ray.get(ref)
-                    except RayActorError as e:
+                        frag: Fragment = group.result(handle)
+                    except WorkerLost as e:
                         group.park(i, e)
                         idle.discard(i)
                         continue
-                    if res["batch"] is not None:
-                        buffer.add(res["batch"])
-                    limiter.record_insert(res["env_steps"])
-                    rep.collected(
-                        i, res["env_steps"], res["episode_returns"], c.version - res["policy_version"]
-                    )
+                    if frag.batch is not None:
+                        buffer.add(frag.batch)
+                    limiter.record_insert(frag.env_steps)
+                    s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
                 # 3. learn as far as the rate limiter allows, then go back to the workers
                 t_learn = time.monotonic()
                 while (
@@ -133,18 +129,19 @@ def train_off_policy(s: Session) -> None:
                     and len(buffer) >= cfg.min_size
                     and time.monotonic() - t_learn < 0.5
                 ):
-                    if hasattr(learner, "set_progress"):
-                        learner.set_progress(c.env_steps / run.total_steps)
+                    learner.set_progress(c.env_steps / run.total_steps)
                     batch = buffer.sample(bs)
-                    metrics = learner.update(batch)
-                    if getattr(buffer, "prioritized", False) and learner.last_priorities is not None:
-                        buffer.update_priorities(batch.indices, learner.last_priorities)
-                    limiter.record_sample(bs)
-                    c.grad_updates += 1
-                    c.samples_trained += bs
-                    if c.grad_updates % cfg.weights_publish_interval == 0:
+                    result = learner.update(batch)
+                    metrics = dict(result.metrics)
+                    if buffer.prioritized and result.priorities is not None:
+                        buffer.update_priorities(batch.indices, result.priorities)
+                    limiter.record_sample(result.samples_trained)
+                    published_every = cfg.weights_publish_interval
+                    before = c.grad_updates
+                    c.record_update(result.grad_steps, result.samples_trained)
+                    if c.grad_updates // published_every > before // published_every:
                         c.version += 1
-                        weights = ray.put(learner.get_weights())
+                        weights = group.publish(learner.get_weights())
                 # 4. report
                 if time.monotonic() - last_report >= run.report_interval_s:
                     last_report = time.monotonic()
@@ -155,16 +152,12 @@ def train_off_policy(s: Session) -> None:
             c.iterations += 1
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.
-            sync = getattr(buffer, "sync", None)
-            if sync is not None:
-                sync()
+            buffer.sync()
             s.log(row())
     finally:
-        for ref in inflight:
-            ray.cancel(ref, force=False)
-        group.shutdown()
-        close = getattr(buffer, "close", None)
-        if close:
-            close()
+        if group is not None:
+            group.cancel(list(inflight))
+            group.shutdown()
+        buffer.close()
         if server is not None:
             server.stop()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ray
-
 from tandem.core.types import concat_rollouts
 from tandem.runner.session import Session
 
@@ -15,27 +13,28 @@ def train_on_policy(s: Session) -> None:
     learner = s.learner
     group = s.start_workers()
     c = s.counters
-    weights = ray.put(learner.get_weights())  # one object in the store, shared by all workers
-    with s.reporter() as rep:
-        while c.env_steps < run.total_steps and not s.should_stop():
-            progress = c.env_steps / run.total_steps
-            # 1. collect a fresh batch from every live worker
-            rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)
-            for r in rollouts:
-                rep.collected(r.worker_index, r.num_steps, r.episode_returns, c.version - r.policy_version)
-            batch = concat_rollouts(rollouts)
-            # 2. update
-            learner.set_progress(progress)
-            metrics = learner.update(batch)
-            c.grad_updates += metrics.pop("grad_updates")
-            c.samples_trained += metrics.pop("samples_trained")
-            # 3. broadcast the new weights
-            c.version += 1
-            weights = ray.put(learner.get_weights())
-            # 4. the batch is thrown away when it goes out of scope
-            del batch, rollouts
-            c.iterations += 1
-            s.log(rep.row(len(group.alive), {**metrics, "worker_restarts": group.restarts}))
-            if c.iterations % run.checkpoint_every == 0:
-                s.checkpoint()
-    group.shutdown()
+    try:
+        weights = group.publish(learner.get_weights())  # one object, shared by all workers
+        with s.reporter() as rep:
+            while c.env_steps < run.total_steps and not s.should_stop():
+                progress = c.env_steps / run.total_steps
+                # 1. collect a fresh batch from every live worker
+                rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)
+                for r in rollouts:
+                    s.record_fragment(rep, r.worker_index, r.num_steps, r.episode_returns, r.policy_version)
+                batch = concat_rollouts(rollouts)
+                # 2. update
+                learner.set_progress(progress)
+                result = learner.update(batch)
+                c.record_update(result.grad_steps, result.samples_trained)
+                # 3. broadcast the new weights
+                c.version += 1
+                weights = group.publish(learner.get_weights())
+                # 4. the batch is thrown away when it goes out of scope
+                del batch, rollouts
+                c.iterations += 1
+                s.log(rep.row(len(group.alive), {**result.metrics, "worker_restarts": group.restarts}))
+                if c.iterations % run.checkpoint_every == 0:
+                    s.checkpoint()
+    finally:
+        group.shutdown()

@@ -21,7 +21,9 @@ def window_reached(recent: list[float], window: int, target: float | None) -> bo
 
 
 class Reporter:
-    """Builds one MetricsRow per interval from the run counters, and drives the progress bar."""
+    """Builds one MetricsRow per interval from the run counters, and drives the progress bar.
+
+    It reads the counters and never changes them: the drivers count (``Counters.record_*``)."""
 
     def __init__(
         self,
@@ -69,12 +71,9 @@ class Reporter:
         self.progress.stop()
 
     def collected(self, worker_index: int, env_steps: int, returns: np.ndarray, policy_lag: float) -> None:
-        """Account one fragment from one worker: its steps, finished episodes and policy lag."""
-        self.c.env_steps += env_steps
+        """Note one fragment for the interval's row: per-worker steps, returns and policy lag."""
         self._worker_steps[worker_index] = self._worker_steps.get(worker_index, 0) + env_steps
         self._returns.extend(float(r) for r in returns)
-        self.c.episodes += len(returns)
-        self.c.recent_returns = (self.c.recent_returns + [float(r) for r in returns])[-self.window :]
         self._lags.append(policy_lag)
 
     @property
@@ -85,13 +84,13 @@ class Reporter:
         """The metrics row for the interval since the last call; resets the interval."""
         now = time.perf_counter()
         dt = max(now - self._last_t, 1e-9)
-        self.c.wall_time_s = now - self._t0
+        wall = now - self._t0
         sps = (self.c.env_steps - self._last_steps) / dt
         ups = (self.c.grad_updates - self._last_updates) / dt
         row = MetricsRow(
             env_steps=self.c.env_steps,
             episodes=self.c.episodes,
-            wall_time_s=round(self.c.wall_time_s, 3),
+            wall_time_s=round(wall, 3),
             episode_return_mean=float(np.mean(self._returns)) if self._returns else None,
             episode_returns=[round(r, 4) for r in self._returns],
             grad_updates=self.c.grad_updates,

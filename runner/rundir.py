@@ -13,10 +13,12 @@ Layout::
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import random
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import torch
 import yaml
 
 from tandem.core.errors import TandemError
+from tandem.core.protocols import MetricsSink
 
 
 @dataclass
@@ -43,6 +46,19 @@ class Counters:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def record_fragment(self, env_steps: int, episode_returns: Iterable[float], window: int) -> None:
+        """Count one worker fragment: its env steps, its finished episodes, and their returns in
+        the trailing ``window`` (what --stop-return and a resumed run's console read)."""
+        returns = [float(r) for r in episode_returns]
+        self.env_steps += int(env_steps)
+        self.episodes += len(returns)
+        self.recent_returns = (self.recent_returns + returns)[-window:]
+
+    def record_update(self, grad_steps: int, samples_trained: int) -> None:
+        """Count one ``Learner.update``: the optimizer steps and samples its UpdateResult reports."""
+        self.grad_updates += int(grad_steps)
+        self.samples_trained += int(samples_trained)
 
 
 def default_run_dir(algo: str, env_id: str, root: str | Path = "runs") -> Path:
@@ -105,28 +121,23 @@ class RunDir:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self._metrics = open(self.path / "metrics.jsonl", "a", buffering=1)
         self._tb = None
-        self._ray_metrics = None
+        self._sinks: list[MetricsSink] = []
         self.set_status("running")
 
     # --- metrics -----------------------------------------------------------------------------
-    def attach_telemetry(self, algo: str, env_id: str, ray_metrics: bool = True) -> None:
-        """TensorBoard always; Ray's Prometheus metrics when running under ray.init."""
+    def attach_telemetry(self, sinks: Iterable[MetricsSink | None] = ()) -> None:
+        """TensorBoard always, plus the backend's sinks (Ray's Prometheus metrics)."""
         from torch.utils.tensorboard import SummaryWriter
 
         self._tb = SummaryWriter(str(self.path / "tb"))
-        if ray_metrics:
-            from tandem.cluster.telemetry import RayMetrics
-
-            self._ray_metrics = RayMetrics(run=self.path.name, algo=algo, env=env_id)
+        self._sinks = [s for s in sinks if s is not None]
 
     def log(self, row: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(row, default=_json_default) + "\n")
         if self._tb is not None:
-            from tandem.cluster.telemetry import write_tensorboard
-
             write_tensorboard(self._tb, row, step=int(row["env_steps"]))
-        if self._ray_metrics is not None:
-            self._ray_metrics.record(row)
+        for sink in self._sinks:
+            sink.record(row)
         self.set_status("running")
 
     def set_status(self, status: str, error: str | None = None) -> None:
@@ -175,6 +186,22 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
         f"every checkpoint in {run_dir}/checkpoints is corrupt ({errors[0]}): start a new run, "
         "or restore the files from a backup"
     )
+
+
+def write_tensorboard(writer: Any, row: dict[str, Any], step: int) -> int:
+    """Write each scalar of ``row`` to a ``SummaryWriter`` as ``add_scalar(name, value, step)``.
+
+    Numbers (ints, floats, numpy scalars) are written under the row's own names; None, lists
+    (``episode_returns``, histograms, per-worker rates), strings and bools are skipped.
+    Returns how many scalars were written.
+    """
+    n = 0
+    for name, value in row.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        writer.add_scalar(name, float(value), global_step=int(step))
+        n += 1
+    return n
 
 
 def _json_default(o: Any) -> Any:

@@ -1,10 +1,10 @@
-"""A training session: the resolved config, the learner, the counters and the run directory,
-shared by the two drivers. ``train`` is the entry point that the CLI and the tests call."""
+"""A training session: the resolved config, the learner, the counters, the run directory and the
+backend that runs the workers, shared by the two drivers. ``runner.train.train`` opens one and
+hands it to a driver; the drivers import this module, and this module imports no driver."""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +13,12 @@ from typing import Any
 import yaml
 
 from tandem.core.errors import TandemError
+from tandem.core.protocols import Backend, Learner, WorkerGroup
 from tandem.learners.registry import AlgoSpec, get_algo
 from tandem.runner.config import RunConfig, split_overrides, to_yaml_dict
 from tandem.runner.envs import env_spaces
 from tandem.runner.progress import Reporter, window_reached
 from tandem.runner.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
-
-log = logging.getLogger("tandem")
 
 
 def resolve_config(
@@ -56,17 +55,32 @@ def resolve_config(
 
 @dataclass
 class Session:
+    """One run's state, as the drivers see it."""
+
     run_cfg: RunConfig
+    """The resolved run config."""
     algo_cfg: Any
+    """The algorithm's resolved config dataclass."""
     spec: AlgoSpec
-    learner: Any
+    """The algorithm's registry entry."""
+    learner: Learner
+    """The algorithm's learner (restored from the checkpoint on --resume)."""
     rundir: RunDir
+    """Where metrics, status and checkpoints go."""
     counters: Counters
+    """Run totals; checkpointed, so a resumed run continues them."""
+    backend: Backend
+    """Where the rollout workers run (Ray actors, or in this process)."""
     quiet: bool = False
+    """No progress display."""
     t_start: float = 0.0
     """perf_counter() when train() began: wall time includes start-up."""
     resumed_from: Path | None = None
+    """The checkpoint this run resumed from, if any."""
+    wall_before: float = 0.0
+    """Wall seconds of the run before this process (a resumed run's checkpointed total)."""
     notes: list[str] = field(default_factory=list)
+    """Free-form remarks for the report."""
 
     @property
     def worker_seed(self) -> int:
@@ -77,12 +91,11 @@ class Session:
             else self.run_cfg.seed + 7919 * self.counters.iterations
         )
 
-    def start_workers(self, replay: dict[str, Any] | None = None):
-        """The run's rollout workers on Ray (``replay``: where they write, for off-policy)."""
-        from tandem.cluster.group import WorkerGroup
-
+    def start_workers(self, replay: dict[str, Any] | None = None) -> WorkerGroup:
+        """The run's rollout workers, on the session's backend (``replay``: where they write,
+        for off-policy)."""
         run = self.run_cfg
-        return WorkerGroup(
+        return self.backend.make_group(
             run.workers,
             env_id=run.env_id,
             num_envs=run.envs_per_worker,
@@ -97,7 +110,15 @@ class Session:
         self.rundir.log(row)
 
     def checkpoint(self) -> Path:
+        self.counters.wall_time_s = self.wall_before + time.perf_counter() - self.t_start
         return self.rundir.save_checkpoint(self.learner.state_dict(), self.counters)
+
+    def record_fragment(
+        self, rep: Reporter, worker_index: int, env_steps: int, returns: Any, policy_version: int
+    ) -> None:
+        """Count one worker's fragment in the run totals and in the reporter's interval."""
+        self.counters.record_fragment(env_steps, returns, self.run_cfg.return_window)
+        rep.collected(worker_index, env_steps, returns, self.counters.version - policy_version)
 
     def reporter(self) -> Reporter:
         run = self.run_cfg
@@ -116,7 +137,12 @@ class Session:
 
 
 def open_session(
-    run: RunConfig, algo_cfg: Any, spec: AlgoSpec, resume_dir: Path | None = None, quiet: bool = False
+    run: RunConfig,
+    algo_cfg: Any,
+    spec: AlgoSpec,
+    backend: Backend,
+    resume_dir: Path | None = None,
+    quiet: bool = False,
 ) -> Session:
     obs_space, act_space = env_spaces(run.env_id, run.env_kwargs)
     learner = spec.make_learner(obs_space, act_space, algo_cfg)
@@ -138,7 +164,19 @@ def open_session(
         path = Path(run.run_dir) if run.run_dir else default_run_dir(run.algo, run.env_id)
         run.run_dir = str(path)
         rundir = RunDir(path, to_yaml_dict(run, algo_cfg))
-    return Session(run, algo_cfg, spec, learner, rundir, counters, quiet=quiet, resumed_from=resumed_from)
+    return Session(
+        run,
+        algo_cfg,
+        spec,
+        learner,
+        rundir,
+        counters,
+        backend,
+        quiet=quiet,
+        t_start=time.perf_counter(),
+        resumed_from=resumed_from,
+        wall_before=counters.wall_time_s,
+    )
 
 
 def load_run_config(run_dir: Path) -> tuple[RunConfig, Any, AlgoSpec]:
@@ -158,42 +196,3 @@ def load_run_config(run_dir: Path) -> tuple[RunConfig, Any, AlgoSpec]:
     algo_cfg = spec.config_cls()
     split_overrides(RunConfig(), algo_cfg, dict(algo_config), "config.yaml")
     return run, algo_cfg, spec
-
-
-def train(
-    run: RunConfig, algo_cfg: Any, spec: AlgoSpec, resume_dir: Path | None = None, quiet: bool = False
-) -> Path:
-    """Run a whole training job; returns the run directory. Joins or starts Ray."""
-    from tandem.cluster.group import init_ray
-
-    t_start = time.perf_counter()
-    import torch
-
-    torch.set_num_threads(max(1, run.learner_threads))
-    init_ray(run.address, run.num_cpus)
-    s = open_session(run, algo_cfg, spec, resume_dir, quiet)
-    s.t_start = t_start
-    s.rundir.attach_telemetry(run.algo, run.env_id)
-    if s.resumed_from:
-        log.warning(
-            "resuming %s from %s at %d env steps", run.run_dir, s.resumed_from.name, s.counters.env_steps
-        )
-    try:
-        if spec.on_policy:
-            from tandem.runner.on_policy import train_on_policy
-
-            train_on_policy(s)
-        else:
-            from tandem.runner.off_policy import train_off_policy
-
-            train_off_policy(s)
-        s.checkpoint()
-    except KeyboardInterrupt:
-        s.checkpoint()
-        s.rundir.close("crashed", "interrupted by the user")
-        raise
-    except BaseException as e:
-        s.rundir.close("crashed", f"{type(e).__name__}: {str(e)[:300]}")
-        raise
-    s.rundir.close("finished")
-    return Path(s.rundir.path)

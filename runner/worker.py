@@ -1,5 +1,5 @@
-"""Rollout workers: a plain class (unit-testable without Ray), wrapped by ``ray.remote`` in
-``cluster.group`` only."""
+"""Rollout workers: a plain class, run in-process by ``runner.local`` (``--backend local``) and
+wrapped by ``ray.remote`` in ``cluster.group`` only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tandem.core.types import Rollout
+from tandem.core.types import Fragment, Rollout
 from tandem.learners.registry import get_algo
 from tandem.runner.envs import derive_seeds, make_vector_env
 
@@ -82,8 +82,7 @@ class RolloutWorker:
     ) -> Rollout:
         """Step every sub-env ``num_steps`` times and return the [T, N] fragment."""
         self.set_weights(weights, version)
-        if hasattr(self.policy, "set_progress"):
-            self.policy.set_progress(progress)
+        self.policy.set_progress(progress)
         obs_l, act_l, rew_l, next_l, term_l, trunc_l = [], [], [], [], [], []
         extras_l: dict[str, list[np.ndarray]] = {}
         ep_returns: list[float] = []
@@ -137,7 +136,7 @@ class RolloutWorker:
         weights: dict[str, np.ndarray] | None = None,
         version: int = 0,
         progress: float = 0.0,
-    ) -> dict[str, Any]:
+    ) -> Fragment:
         """Off-policy: sample a fragment and write it to the replay from here.
 
         With a remote (Redis) replay only a few numbers return to the driver; with an
@@ -149,15 +148,17 @@ class RolloutWorker:
         if self._replay is not None:
             self._replay.add(batch)
             batch = None
-        return {
-            "batch": batch,
-            "env_steps": rollout.num_steps,
-            "episode_returns": rollout.episode_returns,
-            "episode_lengths": rollout.episode_lengths,
-            "policy_version": rollout.policy_version,
-            "worker_index": self.worker_index,
-            "seconds": time.perf_counter() - t0,
-        }
+        return Fragment(
+            worker_index=self.worker_index,
+            env_steps=rollout.num_steps,
+            episode_returns=rollout.episode_returns,
+            episode_lengths=rollout.episode_lengths,
+            policy_version=rollout.policy_version,
+            seconds=time.perf_counter() - t0,
+            batch=batch,
+        )
 
     def close(self) -> None:
         self.env.close()
+        if self._replay is not None:
+            self._replay.close()

@@ -30,7 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tandem.runner.config import load_yaml, parse_set
-    from tandem.runner.session import load_run_config, resolve_config, train
+    from tandem.runner.session import load_run_config, resolve_config
 
     overrides: dict[str, Any] = parse_set(args.set or [])
     for flag, key in [
@@ -43,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("replay", "replay"),
         ("num_cpus", "num_cpus"),
         ("stop_return", "stop_return"),
+        ("backend", "backend"),
     ]:
         value = getattr(args, flag)
         if value is not None:
@@ -61,15 +62,28 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "pass --replay URL (or set TANDEM_REPLAY_URL) again to resume"
             )
         run.run_dir = str(run_dir)
-        out = train(run, algo_cfg, spec, resume_dir=run_dir, quiet=args.quiet)
+        out = _train(run, algo_cfg, spec, resume_dir=run_dir, quiet=args.quiet)
     else:
         if not args.algo or not args.env:
             raise TandemError("train needs --algo and --env (or --resume RUN_DIR)")
         file_overrides = load_yaml(args.config) if args.config else None
         run, algo_cfg, spec = resolve_config(args.algo, args.env, overrides, file_overrides)
-        out = train(run, algo_cfg, spec, quiet=args.quiet)
+        out = _train(run, algo_cfg, spec, quiet=args.quiet)
     print(f"run directory: {out}")
     return 0
+
+
+def _train(run: Any, algo_cfg: Any, spec: Any, **kw: Any) -> Path:
+    """``runner.train.train`` on the backend ``run.backend`` names: Ray actors, or this process."""
+    from tandem.runner.train import train
+
+    if run.backend == "ray":
+        from tandem.cluster.group import RayBackend
+
+        return train(run, algo_cfg, spec, backend=RayBackend(run.address, run.num_cpus), **kw)
+    from tandem.runner.local import LocalBackend
+
+    return train(run, algo_cfg, spec, backend=LocalBackend(), **kw)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -225,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     t.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray")
+    t.add_argument(
+        "--backend",
+        choices=("ray", "local"),
+        help="where the rollout workers run: ray actors (default) | local, in this process (to debug)",
+    )
     t.add_argument(
         "--replay",
         help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... (or TANDEM_REPLAY_URL) "

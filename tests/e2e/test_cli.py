@@ -234,3 +234,33 @@ def test_each_off_policy_algorithm_trains_through_the_cli(tmp_path, algo, env, s
     assert last["replay_size"] >= 1000
     assert sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+
+
+def test_backend_local_trains_in_process_with_a_managed_redis(tmp_path):
+    """--backend local: the workers run in the CLI's own process (no Ray) and still write to
+    the managed Redis themselves; --resume keeps the backend from config.yaml."""
+    run_dir = tmp_path / "local"
+    common = ["--quiet", "--set", "min_size=200", "--set", "samples_per_insert=8"]
+    tandem(
+        "train",
+        "--algo",
+        "qlearn",
+        "--env",
+        "FrozenLake-v1",
+        "--backend",
+        "local",
+        "--workers",
+        "2",
+        "--total-steps",
+        "800",
+        "--run-dir",
+        str(run_dir),
+        *common,
+    )
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["backend"] == "local"
+    first = rows(run_dir)[-1]
+    assert first["env_steps"] >= 800 and first["grad_updates"] > 0 and first["workers"] == 2
+    assert first["replay_size"] >= 800, "the in-process workers wrote to the managed Redis"
+    tandem("train", "--resume", str(run_dir), "--total-steps", "1600", "--quiet")
+    last = rows(run_dir)[-1]
+    assert last["env_steps"] >= 1600 and last["grad_updates"] > first["grad_updates"]

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from tandem.runner.session import resolve_config, train
+from tandem.cluster.group import RayBackend
+from tandem.runner.session import resolve_config
+from tandem.runner.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +42,7 @@ def test_transitions_flow_learning_waits_for_min_size_and_ratio_holds(
     local_ray, tmp_path, redis_url, replay_name
 ):
     run, cfg, spec = qlearn_run(tmp_path, "a", redis_url, replay_name)
-    out = train(run, cfg, spec, quiet=True)
+    out = train(run, cfg, spec, quiet=True, backend=RayBackend(num_cpus=2))
     data = rows(out)
     last = data[-1]
     assert last["env_steps"] >= 6000 and last["replay_size"] > 0
@@ -64,7 +66,7 @@ def test_two_learners_share_one_redis_buffer(local_ray, tmp_path, redis_url, rep
             run, cfg, spec = qlearn_run(
                 tmp_path, name, redis_url, replay_name, steps=4000, seed=seed, spi=4.0, workers=1
             )
-            outs[name] = train(run, cfg, spec, quiet=True)
+            outs[name] = train(run, cfg, spec, quiet=True, backend=RayBackend(num_cpus=2))
         except Exception as e:  # surfaced below
             errors.append(e)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import ray
 
-from tandem.cluster.group import WorkerGroup, init_ray
+from tandem.cluster.group import RayWorkerGroup, init_ray
+from tandem.core.protocols import WorkerLost
 from tandem.core.types import concat_rollouts
 from tandem.learners.ppo import PPOConfig
 
@@ -23,10 +24,10 @@ def test_init_ray_rejects_an_unreachable_address():
 
 
 def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
-    group = WorkerGroup(
+    group = RayWorkerGroup(
         2, env_id="CartPole-v1", num_envs=2, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=0
     )
-    weights = ray.put({k: v for k, v in _policy_weights().items()})
+    weights = group.publish(_policy_weights())
     first = group.call_all("sample", 8, weights, 1)
     assert len(first) == 2 and concat_rollouts(first).obs.shape == (8, 4, 4)
     assert {r.worker_index for r in first} == {0, 1}
@@ -34,6 +35,12 @@ def test_two_workers_collect_and_survive_a_killed_worker(local_ray):
     # Kill worker 1's process the way a crash or an OOM kill would.
     pid = ray.get(group.actors[1].__ray_call__.remote(lambda self: os.getpid()))
     os.kill(pid, signal.SIGKILL)
+    # The asynchronous API reports the death as WorkerLost; the driver parks the worker.
+    handle = group.submit(1, "sample", 8, weights, 1)
+    assert group.wait([handle], timeout=60) == [handle]
+    with pytest.raises(WorkerLost, match="worker 1 died"):
+        group.result(handle)
+    group.park(1, WorkerLost(1, "test"))
 
     collected = 0
     saw_partial = False
@@ -62,7 +69,7 @@ def _policy_weights():
 
 
 def test_weights_are_one_object_shared_by_all_workers(local_ray):
-    group = WorkerGroup(
+    group = RayWorkerGroup(
         2, env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=1
     )
     w = _policy_weights()
@@ -86,9 +93,9 @@ def test_a_second_group_waits_for_the_cpus_instead_of_deadlocking(local_ray):
     import threading
 
     kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=2)
-    first = WorkerGroup(2, **kwargs)
-    second: list[WorkerGroup] = []
-    t = threading.Thread(target=lambda: second.append(WorkerGroup(2, **kwargs)), daemon=True)
+    first = RayWorkerGroup(2, **kwargs)
+    second: list[RayWorkerGroup] = []
+    t = threading.Thread(target=lambda: second.append(RayWorkerGroup(2, **kwargs)), daemon=True)
     t.start()
     t.join(timeout=5)
     assert t.is_alive(), "the second group cannot have its CPUs while the first holds them"
@@ -104,9 +111,9 @@ def test_a_cluster_that_cannot_place_the_workers_fails_with_one_line(local_ray):
     from tandem.core.errors import TandemError
 
     kwargs = dict(env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=3)
-    first = WorkerGroup(2, **kwargs)
+    first = RayWorkerGroup(2, **kwargs)
     try:
         with pytest.raises(TandemError, match=r"could not reserve 2 x 1.00 CPUs .* lower --workers"):
-            WorkerGroup(2, start_timeout_s=12, **kwargs)
+            RayWorkerGroup(2, start_timeout_s=12, **kwargs)
     finally:
         first.shutdown()

@@ -69,12 +69,17 @@ def test_stop_return_uses_the_trailing_return_window():
     counters = Counters()
     rep = Reporter(counters, run.total_steps, "t", quiet=True, window=run.return_window)
     session = SimpleNamespace(run_cfg=run, counters=counters)
-    rep.collected(0, 10, [-900.0, -150.0], 0)
+
+    def fragment(worker, returns):
+        Session.record_fragment(session, rep, worker, 10, returns, 0)
+
+    fragment(0, [-900.0, -150.0])
     assert not Session.should_stop(session), "two episodes do not fill a window of three"
-    rep.collected(0, 10, [-150.0], 0)
+    fragment(0, [-150.0])
     assert not Session.should_stop(session), "mean(-900, -150, -150) = -400 is below -200"
-    rep.collected(1, 10, [-100.0], 0)
+    fragment(1, [-100.0])
     assert counters.recent_returns == [-150.0, -150.0, -100.0]
+    assert (counters.env_steps, counters.episodes) == (30, 4)
     assert Session.should_stop(session)
 
 
@@ -152,3 +157,18 @@ def test_a_runs_config_yaml_can_be_passed_back_as_config(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_yaml_dict(run, cfg), sort_keys=False))
     run2, cfg2, _ = resolve_config("dqn", "CartPole-v1", None, load_yaml(tmp_path / "c.yaml"))
     assert cfg2 == cfg and run2.workers == 3
+
+
+def test_reporter_reads_the_counters_and_never_changes_them():
+    from dataclasses import asdict
+
+    from tandem.runner.progress import Reporter
+    from tandem.runner.rundir import Counters
+
+    counters = Counters(env_steps=100, episodes=3, grad_updates=7, samples_trained=700)
+    before = asdict(counters)
+    rep = Reporter(counters, 1000, "t", quiet=True, window=5)
+    rep.collected(0, 10, [1.0, 2.0], 1)
+    row = rep.row(1, {})
+    assert asdict(counters) == before
+    assert row["env_steps"] == 100 and row["episode_returns"] == [1.0, 2.0] and row["policy_lag"] == 1.0

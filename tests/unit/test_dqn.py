@@ -48,11 +48,12 @@ def test_dqn_target_bootstraps_after_truncation_not_termination():
         terminated=np.array([False, True, False, False]),
         truncated=np.array([False, False, True, False]),
     )
-    learner.update(batch)
+    result = learner.update(batch)
     # y = r + γ (1 - terminated) Q(s'=1, argmax) = 1 + 0.5 * 4 (ordinary and truncated), 1 (terminated)
     y = np.array([3.0, 1.0, 3.0, 2.0])
     q = np.array([1.0, 1.0, 1.0, 0.5])
-    np.testing.assert_allclose(learner.last_priorities, np.abs(y - q), rtol=1e-6)
+    np.testing.assert_allclose(result.priorities, np.abs(y - q), rtol=1e-6)
+    assert (result.grad_steps, result.samples_trained) == (1, 4)
 
 
 def test_n_step_discount_extra_replaces_gamma():
@@ -67,8 +68,8 @@ def test_n_step_discount_extra_replaces_gamma():
         truncated=np.array([False]),
         extras={"discount": np.array([0.25], np.float32)},
     )
-    learner.update(batch)
-    np.testing.assert_allclose(learner.last_priorities, [1.5 + 0.25 * 4.0], rtol=1e-6)
+    result = learner.update(batch)
+    np.testing.assert_allclose(result.priorities, [1.5 + 0.25 * 4.0], rtol=1e-6)
 
 
 def test_huber_loss_and_importance_weights():
@@ -83,7 +84,7 @@ def test_huber_loss_and_importance_weights():
         truncated=np.array([False, False]),
         weights=np.array([2.0, 1.0], np.float32),
     )
-    metrics = learner.update(batch)
+    metrics = learner.update(batch).metrics
     # Huber(3) = 3 - 0.5 = 2.5 weighted by 2; Huber(0.5) = 0.125
     assert metrics["loss/q"] == pytest.approx((2 * 2.5 + 0.125) / 2)
     zero = table_learner(table)
@@ -219,7 +220,7 @@ def test_state_dict_round_trip_with_weights_only_and_spaces():
     other = spec.make_learner(OBS, ACT, cfg)
     other.load_state_dict(torch.load(buf, weights_only=True))
     assert other.updates == 1
-    assert other.update(batch) == learner.update(batch)
+    assert other.update(batch).metrics == learner.update(batch).metrics
     assert spec.check_spaces(gym.spaces.Box(-1, 1, (4,)), ACT) is None
     assert "Discrete action" in spec.check_spaces(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)))
 

@@ -159,7 +159,8 @@ def test_sac_update_matches_numpy():
         numpy_state(m) for m in (learner.actor, learner.critic, learner.critic_target)
     )
     torch.manual_seed(123)
-    metrics = learner.update(batch)
+    result = learner.update(batch)
+    metrics = result.metrics
     torch.manual_seed(123)  # the update draws ε for s' first, then ε for s
     eps_next, eps_now = torch.randn(4, 2).double().numpy(), torch.randn(4, 2).double().numpy()
 
@@ -171,7 +172,7 @@ def test_sac_update_matches_numpy():
     q1, q2 = np_twin_q(critic0, batch.obs.astype(np.float64), u)
     critic_loss = np.mean(0.5 * ((q1 - y) ** 2 + (q2 - y) ** 2))
     assert metrics["loss/q"] == pytest.approx(critic_loss, rel=1e-4)
-    np.testing.assert_allclose(learner.last_priorities, 0.5 * (abs(q1 - y) + abs(q2 - y)), rtol=1e-4)
+    np.testing.assert_allclose(result.priorities, 0.5 * (abs(q1 - y) + abs(q2 - y)), rtol=1e-4)
 
     # the actor loss uses the critic after its step, and the actor before its own
     critic1 = numpy_state(learner.critic)
@@ -192,7 +193,7 @@ def test_td3_update_matches_numpy_and_delays_the_actor():
     batch = hand_batch(1)
     actor0, critic0 = numpy_state(learner.actor_target), numpy_state(learner.critic_target)
     torch.manual_seed(7)
-    metrics = learner.update(batch)
+    metrics = learner.update(batch).metrics
     torch.manual_seed(7)
     noise = 0.2 * torch.randn(4, 2).double().numpy()
 
@@ -209,7 +210,7 @@ def test_td3_update_matches_numpy_and_delays_the_actor():
         np.testing.assert_array_equal(v, actor0[k])
     # second update: actor step through Q1, Polyak targets
     critic_before = numpy_state(learner.critic)
-    metrics = learner.update(batch)
+    metrics = learner.update(batch).metrics
     critic_after = numpy_state(learner.critic)
     mu = np.tanh(np_mlp(actor0, batch.obs.astype(np.float64), "net."))
     assert metrics["loss/actor"] == pytest.approx(
@@ -250,9 +251,9 @@ def test_state_dict_round_trip_with_weights_only(algo):
         np.testing.assert_array_equal(other.get_weights()[k], v)
     assert other.updates == 3
     torch.manual_seed(0)
-    m1 = learner.update(hand_batch(5))
+    m1 = learner.update(hand_batch(5)).metrics
     torch.manual_seed(0)
-    m2 = other.update(hand_batch(5))
+    m2 = other.update(hand_batch(5)).metrics
     assert m1 == m2
 
 

@@ -159,10 +159,11 @@ def test_discount_extra_is_used():
         extras={"discount": np.array([0.25], np.float32)},
         weights=np.array([1.0], np.float32),
     )
-    metrics = learner.update(batch)
+    result = learner.update(batch)
     assert learner.q[0, 2] == pytest.approx(0.5 + 0.25 * 4.0)
-    assert learner.last_priorities.tolist() == [pytest.approx(1.5)]
-    assert {"loss/td", "stats/q_mean"} <= metrics.keys()
+    assert result.priorities.tolist() == [pytest.approx(1.5)]
+    assert {"loss/td", "stats/q_mean"} <= result.metrics.keys()
+    assert (result.grad_steps, result.samples_trained) == (1, 1)
 
 
 def test_count_bonus_policy_tries_every_action_then_follows_q():
