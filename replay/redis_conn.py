@@ -36,23 +36,25 @@ def translate(e: BaseException, url: str, waited_s: float = 0.0, hint: str = "")
 
     ``hint`` replaces the advice for an unreachable server (a managed server's supervisor
     knows better than "start redis-server")."""
-    url = redact(url)
+    shown = redact(url)
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, redis.AuthenticationError) or "NOAUTH" in msg or "WRONGPASS" in msg:
         return ReplayError(
-            f"Redis at {url} refused the login ({msg}): put the password in the URL, "
+            f"Redis at {shown} refused the login ({msg}): put the password in the URL, "
             "redis://:PASSWORD@host:port"
         )
     if isinstance(e, redis.OutOfMemoryError) or msg.startswith("OOM") or "OOM command" in msg:
         return ReplayError(
-            f"Redis at {url} is out of memory ({msg}): raise its maxmemory, free keys, "
+            f"Redis at {shown} is out of memory ({msg}): raise its maxmemory, free keys, "
             "or lower the replay capacity"
         )
     if is_transient(e):
+        from tandem.replay.server import managed_hint  # (server imports errors only: no cycle)
+
         during = f" for {waited_s:.0f} s" if waited_s >= 1 else ""
-        fix = hint or "start redis-server or pass --replay memory"
-        return ReplayError(f"cannot reach Redis at {url}{during} ({msg}): {fix}")
-    return ReplayError(f"Redis at {url} failed ({type(e).__name__}: {msg})")
+        fix = hint or managed_hint(url) or "start redis-server or pass --replay memory"
+        return ReplayError(f"cannot reach Redis at {shown}{during} ({msg}): {fix}")
+    return ReplayError(f"Redis at {shown} failed ({type(e).__name__}: {msg})")
 
 
 class RedisConnection:
