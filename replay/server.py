@@ -33,18 +33,20 @@ from tandem.replay.errors import ReplayError
 
 log = logging.getLogger(__name__)
 
-MANAGED_APPENDFSYNC = "everysec"
-"""AOF fsync policy of the managed server, chosen over ``always`` by measurement.
+MANAGED_APPENDFSYNC = "always"
+"""AOF fsync policy of the managed server: ``always``, chosen by measurement (issue 13).
 
-A killed redis-server (``kill -9``, the OOM killer) loses no acknowledged write under either
-policy: Redis ``write()``s each command to the AOF before the event loop sends its reply,
-and the kernel keeps written pages when a process dies (tests/faults: two SIGKILLs during
-writes, 0 of 3200 acknowledged transitions lost or duplicated). What ``everysec`` can lose
-is the last 1-2 s of writes if the whole machine crashes (power, kernel panic), or if a
-stalled disk made Redis postpone the AOF write for up to 2 s just before the kill.
-``always`` fsyncs before replying and cost 45-70% of insert throughput here
-(benchmarks/replay.py --aof-only, 2 shared cores: 256-row fragments 83 k -> 41 k/s for one
-writer, 107 k -> 60 k/s for four; 32-row fragments 30 k -> 9.5 k/s)."""
+Redis ``write()``s the AOF before it replies, and the kernel keeps written pages when a
+process dies, so in principle a killed redis-server loses no acknowledged write under
+``everysec`` either. But while a background fsync is still running, ``everysec`` postpones
+that write (up to 2 s) and replies anyway: on this shared, loaded machine the kill -9 test
+(tests/faults) lost 56 of 3200 acknowledged transitions in 1 of 5 runs with ``everysec``,
+and none with ``always``. ``always`` writes and fsyncs before replying, at a cost measured
+with benchmarks/replay.py --aof-only (2 shared cores, load 8-10): one writer with 256-row
+fragments 83 k -> 41 k transitions/s, four writers 107 k -> 60 k/s (concurrent writers share
+fsyncs), 32-row fragments 30 k -> 9.5 k/s. Actors insert at environment speed, far below
+that. Pass ``appendfsync="everysec"`` to :func:`managed_redis` for more throughput at the
+risk of losing about the last second of writes on a crash."""
 
 INSTALL_HINT = (
     "install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis; "
@@ -276,7 +278,6 @@ class ManagedRedis:
             **kw,
         )
         import redis
-
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 

@@ -178,6 +178,8 @@ def test_restart_without_persistence_is_one_clear_error_not_an_empty_buffer(make
         traffic.reader.sync()
         held = len(traffic.reader)
         server.restart(kill=True, down_s=0.2)  # the buffer is gone
+        traffic.threads[0].join(timeout=60)
+        assert wait_for(lambda: traffic.reader_errors, 30)  # the sampling thread hits it too
         traffic.join()
         assert len(traffic.errors) == 1 and isinstance(traffic.errors[0], CorruptReplayError)
         wmsg = str(traffic.errors[0])
