@@ -180,9 +180,7 @@ class RedisMirror:
             epoch = res[0].decode() if isinstance(res[0], bytes) else str(res[0])
             cur, lo, hi = int(res[1]), int(res[2]), int(res[3])
             self.remote_epoch = epoch
-            if not epoch:
-                if self.epoch is None:  # nothing mirrored yet: the buffer is not there yet
-                    return 0
+            if not epoch:  # creation is atomic, so a buffer with a schema always has a meta
                 raise store.gone()
             digest = res[4].decode() if isinstance(res[4], bytes) else str(res[4] or "")
             if digest != store.digest:

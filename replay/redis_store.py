@@ -103,6 +103,10 @@ class RedisStore:
                 f"for {self.capacity}: pass the same capacity, or use another replay name"
             )
         self._adopt(schema, capacity, chunk_rows, raw.decode())
+        # Creation writes schema and meta atomically: a schema without meta is a damaged buffer,
+        # refused here, before any writer or learner starts on it.
+        if not self.call(lambda: self.conn.client.exists(self.key("meta"))):
+            raise self.meta_lost(self.key("schema"))
         return True
 
     def mismatch(self, stored: bytes, schema: Schema) -> SchemaMismatchError:

@@ -41,11 +41,11 @@ process dies, so in principle a killed redis-server loses no acknowledged write 
 ``everysec`` either. But while a background fsync is still running, ``everysec`` postpones
 that write (up to 2 s) and replies anyway: on this shared, loaded machine the kill -9 test
 (tests/faults, two kills per run) lost 768 and 56 of 3200 acknowledged transitions in 2 of
-6 runs with ``everysec``, and none in 8 runs with ``always``. ``always`` writes and fsyncs before replying, at a cost measured
-with benchmarks/replay.py --aof-only (2 shared cores, load 8-10): one writer with 256-row
-fragments 83 k -> 41 k transitions/s, four writers 107 k -> 60 k/s (concurrent writers share
-fsyncs), 32-row fragments 30 k -> 9.5 k/s. Actors insert at environment speed, far below
-that. Pass ``appendfsync="everysec"`` to :func:`managed_redis` for more throughput at the
+6 runs with ``everysec``, and none in 8 runs with ``always``. ``always`` writes and fsyncs
+before replying, at a cost measured with benchmarks/replay.py --aof-only (2 shared cores,
+load 8-10): one writer with 256-row fragments 83 k -> 41 k transitions/s, four writers
+107 k -> 60 k/s (concurrent writers share fsyncs), 32-row fragments 30 k -> 9.5 k/s.
+Actors insert at environment speed, far below that. Pass ``appendfsync="everysec"`` to :func:`managed_redis` for more throughput at the
 risk of losing about the last second of writes on a crash."""
 
 INSTALL_HINT = (

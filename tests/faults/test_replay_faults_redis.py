@@ -250,8 +250,10 @@ def test_deleted_meta_key_is_an_error_never_a_silent_wipe(redis_url, replay_name
         writer.add(tagged(3))
     with pytest.raises(CorruptReplayError, match="meta key deleted"):  # a new process attaching
         RedisReplay(redis_url, replay_name, 64, example=tagged(0))
+    with pytest.raises(CorruptReplayError, match="meta key deleted"):  # attaching by name only
+        RedisReplay(redis_url, replay_name)
     with pytest.raises(CorruptReplayError, match="meta key deleted"):
-        open_writer({"url": redis_url, "name": replay_name, "capacity": 64}).add(tagged(0))
+        open_writer({"url": redis_url, "name": replay_name, "capacity": 64})
     assert client.get(f"tandem:{replay_name}:data:obs:0") == before  # nothing wiped
     record(
         "redis_meta_key_deleted",
