@@ -45,8 +45,9 @@ that write (up to 2 s) and replies anyway: on this shared, loaded machine the ki
 before replying, at a cost measured with benchmarks/replay.py --aof-only (2 shared cores,
 load 8-10): one writer with 256-row fragments 83 k -> 41 k transitions/s, four writers
 107 k -> 60 k/s (concurrent writers share fsyncs), 32-row fragments 30 k -> 9.5 k/s.
-Actors insert at environment speed, far below that. Pass ``appendfsync="everysec"`` to :func:`managed_redis` for more throughput at the
-risk of losing about the last second of writes on a crash."""
+Actors insert at environment speed, far below that. Pass ``appendfsync="everysec"`` to
+:func:`managed_redis` for more throughput at the risk of losing the last second or two of
+writes on a crash."""
 
 INSTALL_HINT = (
     "install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis; "
