@@ -53,7 +53,7 @@ import numpy as np
 import redis
 
 from tandem.core.types import Batch
-from tandem.replay import InMemoryReplay, ManagedRedis, RedisReplay
+from tandem.replay import InMemoryReplay, ManagedRedis, RedisReplay, open_writer
 
 OBS, ACT, B = 17, 6, 256
 
@@ -90,8 +90,9 @@ def rate(fn, seconds: float, per_call: int = B) -> float:
 
 
 def _redis_writer(url: str, name: str, seconds: float, start, out, rate_limit: float | None = None) -> None:
-    """A writer process: add 256-row fragments for ``seconds`` (at most ``rate_limit``/s)."""
-    r = RedisReplay(url, name)
+    """A writer process: add 256-row fragments for ``seconds`` (at most ``rate_limit``/s),
+    through the writer workers use (``open_writer``)."""
+    r = open_writer({"url": url, "name": name})
     batches = [make_batch(seed=i) for i in range(8)]
     out.put("ready")
     start.wait()
@@ -299,6 +300,38 @@ def rllib_sample_tps(capacity: int, seconds: float) -> dict:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def aof_insert_tps(seconds: float, fragments: tuple[int, ...] = (32, 256)) -> dict:
+    """Insert transitions/s through ``open_writer`` into a managed Redis without AOF and with
+    ``appendfsync everysec`` / ``always``, its files under ``runs/`` (the disk run dirs use),
+    for 1 writer at each fragment size and 4 writer processes at 256 rows."""
+    import shutil
+    import tempfile
+
+    base = Path("runs")
+    base.mkdir(exist_ok=True)
+    out: dict = {}
+    for policy in ("no", "everysec", "always"):
+        d = Path(tempfile.mkdtemp(prefix="aof-bench-", dir=base))
+        server = ManagedRedis(dir=d, aof=policy != "no", appendfsync="everysec" if policy == "no" else policy)
+        try:
+            name = f"aof-{policy}"
+            w = open_writer({"url": server.url, "name": name, "capacity": 200_000})
+            row = {}
+            for k in fragments:
+                b = make_batch(k)
+                w.add(b)  # creates the buffer
+                row[f"1w_{k}"] = round(rate(lambda b=b, w=w: w.add(b), seconds, per_call=k))
+            row["4w_256"] = round(redis_writers(server.url, name, 4, seconds)())
+            w.close()
+            out[f"aof_{policy}"] = row
+        finally:
+            server.stop()
+            shutil.rmtree(d, ignore_errors=True)
+    ev, al = out["aof_everysec"], out["aof_always"]
+    out["always_over_everysec"] = {k: round(al[k] / ev[k], 3) for k in ev}
+    return out
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -312,6 +345,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--live-rate", type=float, default=20_000, help="transitions/s of the live writer")
     ap.add_argument("--rllib-capacity", type=int, default=100_000)
     ap.add_argument("--skip-rllib", action="store_true")
+    ap.add_argument("--aof", action="store_true", help="also time inserts under AOF fsync policies")
+    ap.add_argument("--aof-only", action="store_true", help="only the AOF comparison")
     ap.add_argument(
         "--torch-threads",
         type=int,
@@ -320,6 +355,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = ap.parse_args(argv)
     secs, cap = args.seconds, args.capacity
+    if args.aof_only:
+        res = {"aof_insert_tps": aof_insert_tps(secs), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        print(json.dumps(res))
+        return res
 
     server = None if args.url else ManagedRedis()
     url = args.url or server.url
@@ -359,6 +398,10 @@ def main(argv: list[str] | None = None) -> dict:
         rr = RedisReplay(url, name, seed=0)
         len(rr)  # a new reader pulls the whole ring
         res["mirror_catchup_tps"] = round(len(rr) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        unchecked = RedisReplay(url, name, seed=0, check_finite=False)
+        len(unchecked)
+        res["mirror_catchup_tps_without_finite_check"] = round(len(unchecked) / (time.perf_counter() - t0))
         memp = InMemoryReplay(cap, example=example, prioritized=True, seed=0)
         fill(memp, cap)
         rrp = RedisReplay(url, name, prioritized=True, seed=0)
@@ -378,6 +421,12 @@ def main(argv: list[str] | None = None) -> dict:
         time.sleep(0.5)
         smp["redis_uniform_live_writer"] = rate(lambda: rr.sample(B), secs)
         live_insert = join()
+        # the same with the mirror's NaN/inf check off: what the check costs sampling
+        join = redis_writers(url, name, 1, secs + 1.0)
+        time.sleep(0.5)
+        smp["redis_uniform_live_writer_without_finite_check"] = rate(lambda: unchecked.sample(B), secs)
+        join()
+        unchecked.close()
         res["sample_tps"] = {k: round(v) for k, v in smp.items()}
         res["sample_tps"]["live_writer_insert_tps"] = round(live_insert)
         rrp.close()
@@ -473,6 +522,10 @@ def main(argv: list[str] | None = None) -> dict:
                 rl["sample_tps"] = round(rl["sample_tps"])
                 rl["redis_uniform_over_rllib"] = round(smp["redis_uniform"] / rl["sample_tps"], 2)
             res["rllib"] = rl
+
+        if args.aof:
+            log("aof")
+            res["aof_insert_tps"] = aof_insert_tps(secs)
 
         res["judged"] = {
             "learner_ratio_at_least_0.9": learner["ratio_redis_over_memory"] >= 0.9,

@@ -4,7 +4,7 @@ Both implement ``core.protocols.ReplayBuffer`` with the same behaviour::
 
     replay = make_replay(args.replay, "sac-run", capacity=1_000_000, prioritized=True)
     limiter = RateLimiter(min_size=10_000, samples_per_insert=256)
-    # workers:   replay.add(rollout.to_batch())
+    # workers:   open_writer({"url": url, "name": "sac-run"}).add(rollout.to_batch())
     # learner:
     while training:
         limiter.observe_inserted(replay.inserted)
@@ -26,9 +26,10 @@ from tandem.replay.factory import make_replay
 from tandem.replay.limiter import RateLimiter
 from tandem.replay.memory import InMemoryReplay
 from tandem.replay.redis_replay import RedisReplay
+from tandem.replay.redis_writer import RedisWriter, open_writer
 from tandem.replay.ring import LocalRing, PrioritizedSampler, UniformSampler
 from tandem.replay.schema import FORMAT_VERSION, FieldSpec, Schema
-from tandem.replay.server import ManagedRedis, local_redis
+from tandem.replay.server import ManagedRedis, local_redis, managed_redis
 from tandem.replay.sumtree import SumTree
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "PrioritizedSampler",
     "RateLimiter",
     "RedisReplay",
+    "RedisWriter",
     "ReplayError",
     "Schema",
     "SchemaMismatchError",
@@ -48,4 +50,6 @@ __all__ = [
     "UniformSampler",
     "local_redis",
     "make_replay",
+    "managed_redis",
+    "open_writer",
 ]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 
+from tandem.core.errors import TandemError
 
-class ReplayError(ValueError):
+
+class ReplayError(TandemError, ValueError):
     """A replay problem the user can fix (unreachable Redis, out of memory, bad config).
 
     The message is one line and names the fix, e.g. ``cannot reach Redis at
     redis://127.0.0.1:6379 (Connection refused): start redis-server or pass --replay memory``.
+    A ``TandemError``, so the CLI prints it in one place; still a ``ValueError`` for callers
+    that caught it as one.
     """
 
 

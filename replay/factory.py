@@ -9,7 +9,7 @@ from tandem.replay.errors import ReplayError
 from tandem.replay.memory import InMemoryReplay
 from tandem.replay.redis_replay import RedisReplay
 from tandem.replay.schema import Schema
-from tandem.replay.server import local_redis
+from tandem.replay.server import managed_redis
 
 
 def make_replay(
@@ -29,7 +29,8 @@ def make_replay(
 
     * ``"memory"``: an ``InMemoryReplay`` in this process.
     * ``None`` or ``""``: a ``RedisReplay`` on a private redis-server that this process starts
-      on a free loopback port and stops at exit (``replay.server.local_redis``).
+      on a free loopback port and stops at exit (``replay.server.managed_redis``: AOF,
+      supervised).
     * ``redis://[:password@]host:port[/db]`` or ``rediss://...``: a ``RedisReplay`` there.
 
     ``kwargs`` go to ``RedisReplay`` (``prefetch``, ``writer_id``, ``redis_kwargs``, ...).
@@ -47,7 +48,7 @@ def make_replay(
             seed=seed,
             **{k: v for k, v in kwargs.items() if k == "uses_bins"},
         )
-    url = url_or_memory or local_redis().url
+    url = url_or_memory or managed_redis().url
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ReplayError(
             f"--replay {url_or_memory!r} is not understood: pass 'memory', a redis:// or rediss:// URL, "

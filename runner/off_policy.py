@@ -43,7 +43,7 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     server = None
     url = run.replay
     if url is None:
-        from tandem.replay.server import ManagedRedis
+        from tandem.replay.server import managed_redis
 
         if not s.backend.single_host():
             raise TandemError(
@@ -52,7 +52,7 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
             )
 
         # Kept inside the run directory with AOF on, so that --resume finds the same buffer.
-        server = ManagedRedis(dir=Path(run.run_dir) / "redis", aof=True)
+        server = managed_redis(dir=Path(run.run_dir) / "redis")
         url = server.url
     buffer = make_replay(url, name=name, **opts)
     return buffer, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server

@@ -59,10 +59,10 @@ class RolloutWorker:
         self.env_steps = 0
         self._replay = None
         if replay is not None:
-            from tandem.replay import RedisReplay
+            from tandem.replay import open_writer
 
             # A pure writer: no mirror thread, no local copy of the ring in the worker.
-            self._replay = RedisReplay(**replay, prefetch=False)
+            self._replay = open_writer(replay)
 
     def ping(self) -> int:
         return self.worker_index

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import replay.redis_replay as redis_replay
+import tandem.replay.redis_scripts as redis_scripts
 from tandem.core.types import Batch
 from tandem.replay import InMemoryReplay, RedisReplay, ReplayError, SchemaMismatchError
 
@@ -45,7 +45,7 @@ def make(backend, request, monkeypatch):
     """``make(capacity, **kw)``: a fresh, empty buffer of the parametrized backend."""
     made = []
     if backend == "redis-chunked":
-        monkeypatch.setattr(redis_replay, "MAX_CHUNK_BYTES", 3 * 12)  # obs rows are 12 bytes
+        monkeypatch.setattr(redis_scripts, "MAX_CHUNK_BYTES", 3 * 12)  # obs rows are 12 bytes
     url = request.getfixturevalue("redis_url") if backend != "memory" else None
 
     def _make(capacity, **kw):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import pickle
+import signal
+import time
 
 import numpy as np
 import pytest
 import redis
 
+from tandem.core.errors import TandemError
 from tandem.core.types import Batch
-from tandem.replay import ManagedRedis, RedisReplay, ReplayError, make_replay
+from tandem.replay import ManagedRedis, RedisReplay, RedisWriter, ReplayError, make_replay, open_writer
 from tandem.replay import server as server_mod
 
 pytestmark = pytest.mark.integration
@@ -61,6 +65,7 @@ def test_make_replay_without_url_starts_a_private_redis(replay_name):
         assert isinstance(r, RedisReplay)
         shared = server_mod.local_redis()
         assert r.url == shared.url and shared.running
+        assert shared.aof and shared.supervise and shared.appendfsync == server_mod.MANAGED_APPENDFSYNC
         assert server_mod.local_redis() is shared  # one per process
         r.add(batch())
         assert len(r) == 4
@@ -76,3 +81,44 @@ def test_make_replay_with_url(redis_url, replay_name):
     assert r.sample(2).weights.shape == (2,)
     r.drop()
     r.close()
+
+
+def test_replay_errors_are_tandem_errors():
+    assert issubclass(ReplayError, TandemError) and issubclass(ReplayError, ValueError)
+    with pytest.raises(TandemError, match="needs a 'url'"):
+        open_writer({"name": "x"})
+
+
+def test_open_writer_writes_without_a_mirror_and_pickles(redis_url, replay_name):
+    w = open_writer({"url": redis_url, "name": replay_name, "capacity": 16})
+    assert isinstance(w, RedisWriter) and not hasattr(w, "sample")
+    w.add(batch())
+    w2 = pickle.loads(pickle.dumps(w))  # a new client and writer id, same buffer
+    assert w2.writer_id != w.writer_id and w2.capacity == 16
+    w2.add(batch())
+    assert w.remote_size() == 8
+    reader = RedisReplay(redis_url, replay_name)
+    assert len(reader) == 8
+    reader.drop()
+    for x in (reader, w, w2):
+        x.close()
+
+
+def test_a_managed_server_that_cannot_restart_says_so(tmp_path, replay_name, monkeypatch):
+    s = server_mod.managed_redis(dir=tmp_path / "redis", supervise_poll_s=0.02)
+    try:
+        w = open_writer({"url": s.url, "name": replay_name, "capacity": 16, "reconnect_timeout_s": 0.5})
+        w.add(batch())
+        s.executable = "/bin/false"  # every restart now fails at once
+        os.kill(s.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while s._wanted and time.monotonic() < deadline:  # the supervisor gives up after 10 tries
+            time.sleep(0.05)
+        with pytest.raises(ReplayError) as e:
+            w.add(batch())
+        msg = str(e.value)
+        assert msg.startswith(f"cannot reach Redis at {s.url}")
+        assert "Tandem's managed redis-server died and its supervisor could not restart it" in msg
+        assert "start redis-server" not in msg and "\n" not in msg
+    finally:
+        s.stop(kill=True)

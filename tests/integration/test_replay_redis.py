@@ -343,7 +343,7 @@ def test_out_of_memory_is_a_clear_error(make_redis, replay_name):
 
 def test_loading_and_connection_errors_are_retried(redis_url, replay_name, monkeypatch):
     w = RedisReplay(redis_url, replay_name, 100, example=tagged(0, 0))
-    real = w._insert_script
+    real = w._writer._insert
     failures = [
         redis.BusyLoadingError("LOADING Redis is loading the dataset in memory"),
         redis.ConnectionError("gone"),
@@ -354,7 +354,7 @@ def test_loading_and_connection_errors_are_retried(redis_url, replay_name, monke
             raise failures.pop(0)
         return real(*a, **kw)
 
-    monkeypatch.setattr(w, "_insert_script", flaky)
+    monkeypatch.setattr(w._writer, "_insert", flaky)
     w.add(tagged(0, 0))
     assert not failures and w.remote_size() == 16
     w.drop()
@@ -378,7 +378,7 @@ def test_mirror_thread_ends_when_the_replay_is_dropped(redis_url, replay_name):
     w.add(tagged(0, 0))
     r = RedisReplay(redis_url, replay_name)
     assert len(r) == 16
-    thread = r._thread
+    thread = r._mirror._thread
     assert thread is not None and thread.is_alive()
     del r
     gc.collect()
