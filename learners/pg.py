@@ -115,7 +115,7 @@ class PGLearner:
         metrics = {
             "loss/policy": loss.item(),
             "loss/value": v_loss.item(),
-            "stats/entropy": float(ent.mean()),
+            "stats/entropy": float(ent.mean().detach()),
             "stats/entropy_coef": ent_coef,
             "stats/grad_norm": float(grad_norm),
             "stats/return_to_go_mean": float(fb.returns.mean()),
