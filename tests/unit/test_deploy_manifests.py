@@ -280,5 +280,15 @@ def test_dockerfile_installs_pinned_torch_before_the_package_and_runs_as_non_roo
     assert ins[[op for op, _ in ins].index("ENTRYPOINT")][1] == '["tandem"]'
     # every package the CLI imports is copied in
     copied = " ".join(args for op, args in ins if op == "COPY")
-    for pkg in ("core", "agents", "learners", "replay", "runner", "cluster", "dashboard", "tandem", "pyproject.toml"):
+    for pkg in (
+        "core",
+        "agents",
+        "learners",
+        "replay",
+        "runner",
+        "cluster",
+        "dashboard",
+        "tandem",
+        "pyproject.toml",
+    ):
         assert pkg in copied, pkg
