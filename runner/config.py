@@ -142,7 +142,7 @@ FIELD_RULES: dict[str, Rule] = {
     "seed": NON_NEGATIVE,
     # Algorithm configs, matched by field name whatever the algorithm
     **dict.fromkeys(["gamma", "gae_lambda", "tau", "epsilon_start", "epsilon_end"], PROBABILITY),
-    **dict.fromkeys(["exploration_fraction", "apex_epsilon"], PROBABILITY),
+    **dict.fromkeys(["exploration_fraction", "apex_epsilon", "priority_beta"], PROBABILITY),
     **dict.fromkeys(["lr", "vf_lr", "actor_lr", "critic_lr", "alpha_lr", "lr_final"], POSITIVE),
     **dict.fromkeys(
         ["fragment_length", "batch_size", "replay_capacity", "epochs", "num_minibatches"], POSITIVE
@@ -153,6 +153,8 @@ FIELD_RULES: dict[str, Rule] = {
     **dict.fromkeys(["clip_eps", "target_kl"], POSITIVE),
     **dict.fromkeys(["min_size", "entropy_coef", "vf_coef", "bonus_c", "lr_count_power"], NON_NEGATIVE),
     **dict.fromkeys(["exploration_noise", "policy_noise", "noise_clip", "apex_alpha"], NON_NEGATIVE),
+    **dict.fromkeys(["priority_alpha"], NON_NEGATIVE),
+    **dict.fromkeys(["priority_eps"], POSITIVE),
 }
 """Valid range of each numeric field, by name, for RunConfig and every algorithm config. A
 float field not listed here must still be finite (``--stop-return nan`` is a mistake)."""

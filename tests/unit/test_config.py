@@ -87,6 +87,8 @@ def test_stop_return_uses_the_trailing_return_window():
         ("ppo", ["gamma=5"], r"gamma=5.0: must be in \[0, 1\]"),
         ("dqn", ["batch_size=0"], "batch_size=0: must be at least 1"),
         ("sac", ["tau=1.5"], r"tau=1.5: must be in \[0, 1\]"),
+        ("dqn", ["priority_beta=2"], r"priority_beta=2.0: must be in \[0, 1\]"),
+        ("dqn", ["priority_alpha=-0.5"], "priority_alpha=-0.5: must be >= 0"),
         ("ppo", ["stop_return=.nan"], "stop_return=nan: must be a finite number"),
         ("ppo", ["init_log_std=.inf"], "must be a finite number"),  # unlisted float: finite only
         ("ppo", ["hidden=[64,0]"], "hidden=0: must be at least 1"),
@@ -148,3 +150,22 @@ def test_run_config_yaml_damage_is_one_line(tmp_path, text, match):
     with pytest.raises(TandemError, match=match) as e:
         load_run_config(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_every_numeric_field_has_a_rule_or_is_a_free_float():
+    """A new int field must be given a range in FIELD_RULES (a float without one must still be
+    finite); this lists the ones that were forgotten."""
+    import dataclasses
+    import typing
+
+    from tandem.learners.registry import ALGORITHMS, get_algo
+    from tandem.runner.config import FIELD_RULES, RunConfig
+
+    missing = set()
+    for cls in [RunConfig] + [get_algo(a).config_cls for a in ALGORITHMS]:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = str(hints[f.name])
+            if ("int" in tp and "bool" not in tp) and f.name not in FIELD_RULES:
+                missing.add(f"{cls.__name__}.{f.name}")
+    assert not missing, f"no range for {sorted(missing)}: add them to FIELD_RULES"
