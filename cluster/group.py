@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
+from ray._private import ray_constants
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -39,11 +40,22 @@ def _probe(address: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> str:
-    """Join ``address`` (or RAY_ADDRESS), or start an embedded local Ray with explicit num_cpus."""
+    """Join ``address`` (or RAY_ADDRESS), or start an embedded local Ray with explicit num_cpus.
+
+    The embedded Ray is always a fresh one (``address="local"``): left unset, ray.init would
+    join whatever ``ray start --head`` once left on this machine, and die on its stale address
+    file if that cluster is gone. It listens on loopback only, since its agents (including an
+    unauthenticated ``/metrics``) have nothing to offer other machines on a laptop run.
+    """
     if ray.is_initialized():
         return "existing"
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address == "local":
+        address = None
     if address:
         _probe(address)
         try:
@@ -51,13 +63,23 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
         except (ConnectionError, RuntimeError) as e:
             raise TandemError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
         return address
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-        configure_logging=False,
-    )
+    # ray.init maps a 127.0.0.1 node address to this machine's network IP unless Ray runs in its
+    # single-machine mode (the macOS/Windows default, read at call time): the agents then bind
+    # loopback. Only for this call: a driver joining a cluster needs its real IP.
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 2,
+            include_dashboard=False,
+            _node_ip_address=LOOPBACK,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
     return "local"
 
 

@@ -17,7 +17,10 @@ def finite_float(v: Any) -> float | None:
     included): JSON has no NaN, and a metric that is not a number is no point on a curve."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond float's range (a hostile metrics line) is no number either
+        return None
     return f if math.isfinite(f) else None
 
 

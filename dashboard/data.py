@@ -106,6 +106,30 @@ class Issue:
         return {"level": self.level, "message": self.message, "run": self.run}
 
 
+MAX_DEPTH = 32
+"""Nesting kept from config.yaml and status.json; the dashboard reads only the top levels."""
+_MAX_INT = 2**63
+
+
+def plain(v: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of parsed YAML/JSON: non-finite floats and ints beyond 64 bits become
+    None (``json.dumps`` refuses NaN here and cannot print an int of 5000 digits), nesting
+    beyond :data:`MAX_DEPTH` is cut, anything else (YAML dates) becomes text."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return v if -_MAX_INT <= v < _MAX_INT else None
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if depth >= MAX_DEPTH:
+        return None
+    if isinstance(v, dict):
+        return {str(plain(k, depth + 1)): plain(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x, depth + 1) for x in v]
+    return str(v)[:200]
+
+
 def _num_list(v: Any) -> list[float | None] | None:
     if not isinstance(v, list):
         return None
@@ -290,7 +314,9 @@ def parse_line(raw: bytes) -> tuple[dict, None] | tuple[None, str]:
         row = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         text = raw[:60].decode("utf-8", "replace")
-        return None, f"not valid JSON ({e.__class__.__name__}: {e}): {text!r}"
+        return None, f"not valid JSON ({e.__class__.__name__}: {str(e)[:120]}): {text!r}"
+    except RecursionError:
+        return None, "nested too deeply to read"
     if not isinstance(row, dict):
         return None, f"not a JSON object but {type(row).__name__}"
     if finite_float(row.get("env_steps")) is None:
@@ -353,20 +379,20 @@ class Run:
         if m is not None and m != self._config_mtime:
             self._config_mtime = m
             try:
-                loaded = yaml.safe_load(cfg.read_text()) or {}
+                loaded = plain(yaml.safe_load(cfg.read_text()) or {})
                 if not isinstance(loaded, dict):
                     raise ValueError("top level is not a mapping")
                 self.config = loaded
-            except (OSError, ValueError, yaml.YAMLError) as e:
+            except (OSError, ValueError, RecursionError, yaml.YAMLError) as e:
                 new += self._issue("warning", f"{cfg}: unreadable config ({e.__class__.__name__})", "cfg")
         mtimes.append(m)
         st = self.path / "status.json"
         m = _mtime(st)
         if m is not None and m != self._status_mtime:
             try:
-                self.status = json.loads(st.read_text())
+                self.status = plain(json.loads(st.read_text()))
                 self._status_mtime = m
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 pass  # being rewritten: keep the last good one and retry next refresh
         mtimes.append(m)
         mp = self.path / "metrics.jsonl"
@@ -382,9 +408,30 @@ class Run:
                 new += self._issue(
                     "error", f"{mp} line {line_no}: {reason}; line skipped", f"line{line_no}:{reason}"
                 )
-            for _, row in rows:
-                self._append(row)
+            for line_no, row in rows:
+                reason = self._append_or_skip(row)
+                if reason:
+                    new += self._issue(
+                        "error", f"{mp} line {line_no}: {reason}; line skipped", f"line{line_no}:{reason}"
+                    )
         return new
+
+    def _append_or_skip(self, row: dict) -> str | None:
+        """Append ``row``; if a field of an unexpected shape breaks that halfway, undo the partial
+        row and return why, so one hostile line never costs the poll's other rows."""
+        n, n_points, window = self.n_rows, len(self.points["row"]), list(self._window)
+        saved = (self._window_full_seen, self.best_return, self.hist_live, self.hist_evicted)
+        try:
+            self._append(row)
+            return None
+        except Exception as e:  # noqa: BLE001 - any malformed row is skipped and reported
+            for col in self.cols.values():
+                del col[n:]
+            for col in self.points.values():
+                del col[n_points:]
+            self._window = deque(window)
+            self._window_full_seen, self.best_return, self.hist_live, self.hist_evicted = saved
+            return f"unreadable row ({type(e).__name__})"
 
     def _issue(self, level: str, message: str, key: str) -> list[Issue]:
         if key in self._reported:
@@ -427,7 +474,7 @@ class Run:
         c["workers"].append(finite_float(row.get("workers")))
         c["worker_sps"].append(_num_list(row.get("worker_env_steps_per_s")))
         # Returns: raw points and the causal rolling mean.
-        rets = [r for r in (finite_float(x) for x in row.get("episode_returns") or []) if r is not None]
+        rets = [r for r in _num_list(row.get("episode_returns")) or [] if r is not None]
         if rets:
             n = len(rets)
             for k, r in enumerate(rets):
@@ -784,7 +831,7 @@ class RunStore:
         if run is None:
             return None
         try:
-            return (run.path / "config.yaml").read_text()
+            return (run.path / "config.yaml").read_text(errors="replace")
         except OSError:
             return None
 

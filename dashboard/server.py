@@ -20,7 +20,9 @@ printed once on the console.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -56,6 +58,49 @@ def print_issues(
         print(f"{prog}: {issue.level}: {issue.message}", file=stream, flush=True)
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _host_name(header: str) -> str:
+    """The host part of a Host header: ``[::1]:8050`` -> ``::1``, ``Example.com.:80`` -> ``example.com``."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1 : h.find("]")] if "]" in h else h
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def allowed_hosts(bind_host: str) -> frozenset[str] | None:
+    """Host header names this server answers; None: any IP literal as well.
+
+    A page from another site can make the browser send requests here under the attacker's own
+    DNS name once that name resolves to 127.0.0.1 (DNS rebinding); the Host header still
+    carries the attacker's name, so only names that mean this machine are answered. Bound to
+    a non-loopback address the user reaches it by IP or by this machine's names.
+    """
+    names = set(LOOPBACK_NAMES) | {_host_name(bind_host)}
+    if _host_name(bind_host) in LOOPBACK_NAMES:
+        return frozenset(names)
+    names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(names) | {"*ip"}
+
+
+def host_allowed(header: str | None, allowed: frozenset[str]) -> bool:
+    if not header:
+        return False
+    name = _host_name(header)
+    return name in allowed or ("*ip" in allowed and _is_ip(name))
+
+
 class DashboardHandler(BaseHTTPRequestHandler):
     """Routes GET requests to the static files and the JSON API of ``server.store``."""
 
@@ -66,6 +111,12 @@ class DashboardHandler(BaseHTTPRequestHandler):
         pass  # one line per poll would drown the console; problems are printed as issues
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if not host_allowed(self.headers.get("Host"), self.server.allowed_hosts):
+            return self._error(
+                HTTPStatus.FORBIDDEN,
+                f"Host {str(self.headers.get('Host'))[:80]!r} is not this dashboard (DNS rebinding "
+                f"protection): open {self.server.url}",
+            )
         url = urlsplit(self.path)
         path = unquote(url.path)
         query = parse_qs(url.query)
@@ -147,6 +198,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.quiet = quiet
         self.plotly_js = plotly_js_path()
         self._refresh_lock = threading.Lock()
+        self.allowed_hosts = allowed_hosts(address[0])
         super().__init__(address, DashboardHandler)
 
     def refresh(self) -> None:

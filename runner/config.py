@@ -4,6 +4,7 @@ defaults -> algorithm preset -> ``--config FILE.yaml`` -> ``--set key=value``.""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -58,6 +59,12 @@ class RunConfig:
     """Extra keyword arguments for gymnasium.make (e.g. is_slippery: false)."""
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to ``limit`` characters so that one bad value keeps the error one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML-parsed value to the dataclass field type, or raise a one-line error."""
     origin = typing.get_origin(tp)
@@ -68,34 +75,118 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _coerce(value, args[0], key)
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
-            raise TandemError(f"--set {key}={value!r}: choose one of {list(typing.get_args(tp))}")
+            raise TandemError(f"--set {key}={_show(value)}: choose one of {list(typing.get_args(tp))}")
         return value
     if origin is tuple:
         if isinstance(value, int):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise TandemError(f"--set {key}={value!r}: expected a list like [64,64]")
-        return tuple(int(v) for v in value)
+            raise TandemError(f"--set {key}={_show(value)}: expected a list like [64,64]")
+        try:
+            return tuple(_coerce(v, int, key) for v in value)
+        except TandemError:
+            raise TandemError(
+                f"--set {key}={_show(value)}: expected a list of whole numbers like [64,64]"
+            ) from None
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise TandemError(f"--set {key}={value!r}: expected a mapping like {{a: 1}}")
+            raise TandemError(f"--set {key}={_show(value)}: expected a mapping like {{a: 1}}")
         return value
     try:
         if tp is bool:
             if isinstance(value, bool):
                 return value
             raise ValueError
-        if tp is int and isinstance(value, float) and value.is_integer():
+        if tp is int and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError
             return int(value)
         if tp in (int, float, str):
             return tp(value)
-    except (TypeError, ValueError):
-        raise TandemError(f"--set {key}={value!r}: expected {tp.__name__}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise TandemError(f"--set {key}={_show(value)}: expected {tp.__name__}") from None
     return value
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A valid range for a config value, checked when the value is set (before anything starts)."""
+
+    lo: float | None = None
+    """Smallest valid value (None: unbounded below)."""
+    hi: float | None = None
+    """Largest valid value (None: unbounded above)."""
+    lo_open: bool = False
+    """The range excludes ``lo`` itself (lr > 0 rather than lr >= 0)."""
+
+    def check(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or v <= self.hi
+
+    def describe(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"in [{self.lo:g}, {self.hi:g}]"
+
+
+POSITIVE = Rule(0, lo_open=True)
+NON_NEGATIVE = Rule(0)
+PROBABILITY = Rule(0, 1)
+
+FIELD_RULES: dict[str, Rule] = {
+    # RunConfig
+    **dict.fromkeys(
+        ["workers", "envs_per_worker", "total_steps", "return_window", "checkpoint_every"], POSITIVE
+    ),
+    **dict.fromkeys(["learner_threads", "num_cpus", "report_interval_s"], POSITIVE),
+    "seed": NON_NEGATIVE,
+    # Algorithm configs, matched by field name whatever the algorithm
+    **dict.fromkeys(["gamma", "gae_lambda", "tau", "epsilon_start", "epsilon_end"], PROBABILITY),
+    **dict.fromkeys(["exploration_fraction", "apex_epsilon", "priority_beta"], PROBABILITY),
+    **dict.fromkeys(["lr", "vf_lr", "actor_lr", "critic_lr", "alpha_lr", "lr_final"], POSITIVE),
+    **dict.fromkeys(
+        ["fragment_length", "batch_size", "replay_capacity", "epochs", "num_minibatches"], POSITIVE
+    ),
+    **dict.fromkeys(["vf_minibatches", "n_step", "target_update_interval", "policy_frequency"], POSITIVE),
+    **dict.fromkeys(["policy_delay", "weights_publish_interval", "hidden"], POSITIVE),
+    **dict.fromkeys(["samples_per_insert", "huber_delta", "max_grad_norm", "init_alpha"], POSITIVE),
+    **dict.fromkeys(["clip_eps", "target_kl"], POSITIVE),
+    **dict.fromkeys(["min_size", "entropy_coef", "vf_coef", "bonus_c", "lr_count_power"], NON_NEGATIVE),
+    **dict.fromkeys(["exploration_noise", "policy_noise", "noise_clip", "apex_alpha"], NON_NEGATIVE),
+    **dict.fromkeys(["priority_alpha"], NON_NEGATIVE),
+    **dict.fromkeys(["priority_eps"], POSITIVE),
+}
+"""Valid range of each numeric field, by name, for RunConfig and every algorithm config. A
+float field not listed here must still be finite (``--stop-return nan`` is a mistake)."""
+
+REPLAY_FORMS = ("memory", "redis://", "rediss://", "unix://")
+
+
+def check_value(key: str, value: Any, source: str = "--set") -> None:
+    """Raise a one-line TandemError if ``value`` (already coerced) is out of ``key``'s range."""
+    if key == "replay" and value is not None:
+        if not (value == "memory" or str(value).startswith(REPLAY_FORMS[1:])):
+            raise TandemError(
+                f"{source} replay={_show(value)}: expected memory, redis://[:pw@]host:port/db, rediss://... "
+                "or unix:///path/redis.sock (or leave it unset for a managed local redis-server)"
+            )
+        return
+    values = value if isinstance(value, tuple) else (value,)
+    rule = FIELD_RULES.get(key)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise TandemError(f"{source} {key}={_show(v)}: must be a finite number")
+        if rule is not None and not rule.check(v):
+            what = "at least 1" if rule is POSITIVE and isinstance(v, int) else rule.describe()
+            raise TandemError(f"{source} {key}={_show(v)}: must be {what}")
+
+
 def apply_overrides(cfg: Any, overrides: dict[str, Any], source: str) -> None:
-    """Set dataclass fields from ``overrides``; an unknown key is an error that lists valid ones."""
+    """Set dataclass fields from ``overrides``; an unknown key is an error that lists valid ones,
+    and a value outside its field's range (:data:`FIELD_RULES`) is an error before anything starts."""
     hints = typing.get_type_hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
     for key, value in overrides.items():
@@ -104,7 +195,9 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], source: str) -> None:
                 f"unknown {source} key {key!r} for {type(cfg).__name__}: "
                 f"valid keys are {', '.join(sorted(names))}"
             )
-        setattr(cfg, key, _coerce(value, hints[key], key))
+        coerced = _coerce(value, hints[key], key)
+        check_value(key, coerced, source)
+        setattr(cfg, key, coerced)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -116,21 +209,49 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         try:
             out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
+            # Not YAML (or a number too long for int()): keep the text; the field's type decides.
             out[key.strip()] = raw
     return out
+
+
+def _read_mapping(p: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in ``p``, or a one-line TandemError naming ``what`` the file is for."""
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise TandemError(f"{what} {p} is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML") from None
+    except yaml.YAMLError as e:
+        raise TandemError(f"{what} {p} is not valid YAML ({str(e).splitlines()[0]})") from None
+    except (ValueError, RecursionError) as e:  # a number too long for int(), nesting too deep
+        raise TandemError(f"{what} {p} is not usable YAML ({type(e).__name__})") from None
+    except OSError as e:
+        raise TandemError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise TandemError(f"{what} {p} must hold a mapping of key: value")
+    return data
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise TandemError(f"config file {p} does not exist: pass an existing YAML file to --config")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise TandemError(f"config file {p} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise TandemError(f"config file {p} must hold a mapping of key: value")
+    return _read_mapping(p, "config file")
+
+
+def read_run_yaml(path: str | Path) -> dict[str, Any]:
+    """A run directory's config.yaml as a mapping with an ``algo`` name, or a one-line error
+    (empty, truncated or hand-edited files reach --resume and eval)."""
+    p = Path(path)
+    data = _read_mapping(p, "run config")
+    hint = f"restore {p} (it is written at the start of a run) or start a new run"
+    if not data:
+        raise TandemError(f"run config {p} is empty: {hint}")
+    for key in ("algo", "env_id"):
+        if not isinstance(data.get(key), str):
+            raise TandemError(f"run config {p} has no {key}: (truncated?) {hint}")
+    if not isinstance(data.get("algo_config") or {}, dict):
+        raise TandemError(f"run config {p}: algo_config is not a mapping: {hint}")
     return data
 
 

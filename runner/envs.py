@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -11,15 +12,55 @@ import numpy as np
 from tandem.core.errors import TandemError
 
 
+def split_env_id(env_id: str) -> tuple[str | None, str]:
+    """``"my_pkg.envs:MyEnv-v0"`` -> ``("my_pkg.envs", "MyEnv-v0")``; a plain id has no module.
+
+    Gymnasium's own ``module:id`` syntax: importing the module registers the id, and
+    ``gym.make`` does that import itself, so worker processes register it too.
+    """
+    module, sep, name = env_id.partition(":")
+    return (module, name) if sep else (None, env_id)
+
+
+def import_env_module(module: str, env_id: str) -> None:
+    """Import the module named in ``module:id`` (it registers the env), or a one-line error."""
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise TandemError(
+            f"--env {env_id}: cannot import module {module!r} ({e}): install the package that "
+            "provides it or put its folder on PYTHONPATH"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed while registering
+        raise TandemError(
+            f"--env {env_id}: importing {module!r} failed ({type(e).__name__}: {str(e)[:120]})"
+        ) from None
+
+
 def check_env_id(env_id: str) -> None:
-    """Raise a one-line TandemError for an unknown id, with the closest registered names."""
-    if env_id in gym.registry:
+    """Raise a one-line TandemError for an unknown id, with the closest registered names.
+
+    ``module:id`` first imports ``module``, which is how an env of the user's own, or of a
+    package such as ``ale_py``, gets registered (Gymnasium 1.x loads no plugins by itself).
+    """
+    module, name = split_env_id(env_id)
+    if module is not None:
+        if not module or not name:
+            raise TandemError(f"--env {env_id!r}: expected MODULE:ENV_ID, e.g. my_pkg.envs:MyEnv-v0")
+        import_env_module(module, env_id)
+    if name in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    if module is not None:
+        raise TandemError(
+            f"--env {env_id}: importing {module!r} registered no env {name!r}: call "
+            f"gymnasium.register(id={name!r}, entry_point=...) at the top level of {module}"
+        )
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise TandemError(
         f"unknown env id {env_id!r}: {hint}list the registered ids with "
-        '`python -c "import gymnasium; gymnasium.pprint_registry()"`'
+        '`python -c "import gymnasium; gymnasium.pprint_registry()"`, or name the module that '
+        "registers yours: --env my_pkg.envs:MyEnv-v0"
     )
 
 

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tandem.core.errors import TandemError
 from tandem.core.protocols import Backend, Learner, WorkerGroup
 from tandem.learners.registry import AlgoSpec, get_algo
-from tandem.runner.config import RunConfig, split_overrides, to_yaml_dict
+from tandem.runner.config import RunConfig, read_run_yaml, split_overrides, to_yaml_dict
 from tandem.runner.envs import env_spaces
 from tandem.runner.progress import Reporter, window_reached
 from tandem.runner.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
@@ -186,7 +184,7 @@ def load_run_config(run_dir: Path) -> tuple[RunConfig, Any, AlgoSpec]:
         raise TandemError(
             f"{run_dir} is not a Tandem run directory (no config.yaml): pass a runs/<name> folder"
         )
-    data = yaml.safe_load(path.read_text())
+    data = read_run_yaml(path)
     data.pop("framework", None)
     algo_config = data.pop("algo_config", {}) or {}
     spec = get_algo(data["algo"])

@@ -28,6 +28,21 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         return USER_ERRORS
 
 
+def check_new_run_dir(run_dir: str | None) -> None:
+    """Refuse a --run-dir that already holds a run before Ray starts (not after, which left a
+    crashed run behind)."""
+    if run_dir is None:
+        return
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise TandemError(f"--run-dir {path} is a file: choose a directory path")
+    if any((path / name).exists() for name in ("metrics.jsonl", "config.yaml")):
+        raise TandemError(
+            f"run directory {path} already holds a run: pass --resume {path} to continue it, "
+            "or choose another --run-dir"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tandem.runner.config import load_yaml, parse_set
     from tandem.runner.session import load_run_config, resolve_config
@@ -68,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise TandemError("train needs --algo and --env (or --resume RUN_DIR)")
         file_overrides = load_yaml(args.config) if args.config else None
         run, algo_cfg, spec = resolve_config(args.algo, args.env, overrides, file_overrides)
+        check_new_run_dir(run.run_dir)
         out = _train(run, algo_cfg, spec, quiet=args.quiet)
     print(f"run directory: {out}")
     return 0
@@ -264,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="run a trained policy greedily")
     e.add_argument("run_dir")
-    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--episodes", type=_positive_int, default=10)
     e.add_argument("--seed", type=int, default=12345)
     e.add_argument("--video", action="store_true", help="record videos into RUN_DIR/videos")
     e.set_defaults(func=cmd_eval)

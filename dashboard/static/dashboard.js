@@ -232,11 +232,11 @@
         const col = colorOf(r0);
         const name = `${r0.group_label} · median of ${members.length} seeds`;
         traces.push({ x: g.x, y: g.lo, type: "scatter", mode: "lines", line: { width: 0, color: col },
-          hoverinfo: "skip", showlegend: false, legendgroup: key, name: name + " (min)" });
+          hoverinfo: "skip", showlegend: false, legendgroup: key, name: esc(name + " (min)") });
         traces.push({ x: g.x, y: g.hi, type: "scatter", mode: "lines", line: { width: 0, color: col },
           fill: "tonexty", fillcolor: rgba(col, 0.18), hoverinfo: "skip", showlegend: false, legendgroup: key,
-          name: name + " (band: min–max)" });
-        traces.push({ x: g.x, y: g.median, type: "scatter", mode: "lines", name,
+          name: esc(name + " (band: min–max)") });
+        traces.push({ x: g.x, y: g.median, type: "scatter", mode: "lines", name: esc(name),
           line: { width: 3, color: col, dash: dashOf(r0) }, legendgroup: key, customdata: g.n,
           hovertemplate: `${esc(name)}<br>%{x:,.0f}: %{y:.1f} (n=%{customdata})<extra></extra>` });
       }
@@ -260,11 +260,11 @@
           px.push(x0 + d.points.frac[i] * (x1 - x0));
           py.push(d.points.ret[i]);
         }
-        traces.push({ x: px, y: py, type: "scatter", mode: "markers", name: r.label + " (episodes)",
+        traces.push({ x: px, y: py, type: "scatter", mode: "markers", name: esc(r.label + " (episodes)"),
           marker: { size: 4, color: col, opacity: 0.22 }, showlegend: false, legendgroup: lg,
           hovertemplate: `${esc(r.label)}<br>episode return %{y:.1f}<extra></extra>` });
       }
-      traces.push({ x: xs, y: d.cols.ret_smooth, type: "scatter", mode: "lines", name: r.label,
+      traces.push({ x: xs, y: d.cols.ret_smooth, type: "scatter", mode: "lines", name: esc(r.label),
         line: { width: inGroup ? 1 : 2.2, color: col, dash: dashOf(r) }, opacity: inGroup ? 0.45 : 1,
         showlegend: !inGroup, legendgroup: lg, connectgaps: true,
         hovertemplate: `${esc(r.label)}<br>%{x:,.0f}: %{y:.1f}<extra>mean of last ${state.smooth}</extra>` });
@@ -331,7 +331,7 @@
 
   function renderReuse(runs) {
     const sorted = reuseRuns(runs).filter((r) => r.replay_ratio !== null && r.replay_ratio !== undefined);
-    const labels = sorted.map((r) => `${r.label} · ${kindOf(r)}`);
+    const labels = sorted.map((r) => esc(`${r.label} · ${kindOf(r)}`));
     const h = Math.max(300, 90 + 30 * sorted.length);
     if (!sorted.length) {
       draw($("plot-reuse-ratio"), [], emptyLayout("Replay ratio (samples trained / env steps)", "uses per env step (log)", "", "no runs with samples_trained"));
@@ -426,7 +426,7 @@
       const d = state.data[r.id];
       if (!d || !(d.cols[col] || []).some((v) => v !== null)) continue;
       const c = colorOf(r);
-      traces.push({ x: xCol(r.id), y: d.cols[col], type: "scatter", mode: "lines", name: r.label, legendgroup: r.id,
+      traces.push({ x: xCol(r.id), y: d.cols[col], type: "scatter", mode: "lines", name: esc(r.label), legendgroup: r.id,
         line: { color: c, width: 2, dash: dashOf(r) }, connectgaps: true,
         hovertemplate: `${esc(r.label)}<br>%{y:,.1f}<extra></extra>` });
       if (opts && opts.workers) {
@@ -434,7 +434,7 @@
         const nw = ws.reduce((m, w) => Math.max(m, w ? w.length : 0), 0);
         for (let k = 0; k < nw; k++) {
           traces.push({ x: xCol(r.id), y: ws.map((w) => (w && w[k] !== undefined ? w[k] : null)), type: "scatter", mode: "lines",
-            name: `${r.label} · worker ${k}`, legendgroup: r.id, showlegend: false,
+            name: esc(`${r.label} · worker ${k}`), legendgroup: r.id, showlegend: false,
             line: { color: c, width: 1, dash: "dot" }, opacity: 0.7,
             hovertemplate: `${esc(r.label)} worker ${k}<br>%{y:,.1f} steps/s<extra></extra>` });
         }

@@ -141,6 +141,10 @@ def test_pg_uses_each_sample_once(tmp_path):
             "cannot reach the Ray cluster",
         ),
         (["--resume", "/nonexistent/run"], "is not a Tandem run directory"),
+        (["--algo", "ppo", "--env", "CartPole-v1", "--set", "gamma=5"], "gamma=5.0: must be in [0, 1]"),
+        (["--algo", "ppo", "--env", "CartPole-v1", "--stop-return", "nan"], "must be a finite number"),
+        (["--algo", "dqn", "--env", "CartPole-v1", "--replay", "foo"], "replay='foo': expected memory"),
+        (["--algo", "ppo", "--env", "no_such_pkg_xyz:Foo-v0"], "cannot import module 'no_such_pkg_xyz'"),
     ],
 )
 def test_user_mistakes_get_one_line_errors(args, message):
@@ -264,3 +268,33 @@ def test_backend_local_trains_in_process_with_a_managed_redis(tmp_path):
     tandem("train", "--resume", str(run_dir), "--total-steps", "1600", "--quiet")
     last = rows(run_dir)[-1]
     assert last["env_steps"] >= 1600 and last["grad_updates"] > first["grad_updates"]
+
+
+def test_a_users_own_env_trains_by_module_colon_id(tmp_path):
+    """--env MODULE:ID imports MODULE (it registers the env) in the CLI and in each worker."""
+    run_dir = tmp_path / "plugin"
+    tandem(
+        "train",
+        "--algo",
+        "ppo",
+        "--env",
+        "tests.plugin_env:TandemPlugin-v0",
+        "--workers",
+        "2",
+        "--envs-per-worker",
+        "1",
+        "--total-steps",
+        "256",
+        "--num-cpus",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "fragment_length=64",
+        "--quiet",
+    )
+    last = rows(run_dir)[-1]
+    assert last["env_steps"] >= 256 and last["episodes"] >= 20  # 10-step episodes
+    assert (
+        yaml.safe_load((run_dir / "config.yaml").read_text())["env_id"] == "tests.plugin_env:TandemPlugin-v0"
+    )

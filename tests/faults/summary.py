@@ -21,4 +21,4 @@ def record(case: str, **fields) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     row = {"case": case, "time": round(time.time(), 3), **fields}
     with path.open("a") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.write(json.dumps(row, sort_keys=True, default=str) + "\n")

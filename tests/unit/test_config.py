@@ -28,7 +28,7 @@ def test_set_values_are_parsed_and_typed():
         ("nope", "CartPole-v1", {}, "unknown algorithm 'nope'"),
         ("ppo", "CartPole-v1", {"learning_rate": 1}, "unknown --set key 'learning_rate'"),
         ("ppo", "CartPole-v1", {"epochs": "many"}, "expected int"),
-        ("sac", "Pendulum-v1", {"return_window": 0}, "return_window must be at least 1"),
+        ("sac", "Pendulum-v1", {"return_window": 0}, "return_window=0: must be at least 1"),
         ("pg", "CartPole-v1", {"return_type": "x"}, "choose one of"),
         ("ppo", "CartPole-v1", {"workers": 0}, "at least 1"),
     ],
@@ -172,3 +172,96 @@ def test_reporter_reads_the_counters_and_never_changes_them():
     row = rep.row(1, {})
     assert asdict(counters) == before
     assert row["env_steps"] == 100 and row["episode_returns"] == [1.0, 2.0] and row["policy_lag"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "algo, sets, match",
+    [
+        ("ppo", ["lr=-1"], "--set lr=-1.0: must be > 0"),
+        ("ppo", ["checkpoint_every=0"], "checkpoint_every=0: must be at least 1"),
+        ("ppo", ["fragment_length=0"], "fragment_length=0: must be at least 1"),
+        ("ppo", ["gamma=5"], r"gamma=5.0: must be in \[0, 1\]"),
+        ("dqn", ["batch_size=0"], "batch_size=0: must be at least 1"),
+        ("sac", ["tau=1.5"], r"tau=1.5: must be in \[0, 1\]"),
+        ("dqn", ["priority_beta=2"], r"priority_beta=2.0: must be in \[0, 1\]"),
+        ("dqn", ["priority_alpha=-0.5"], "priority_alpha=-0.5: must be >= 0"),
+        ("ppo", ["stop_return=.nan"], "stop_return=nan: must be a finite number"),
+        ("ppo", ["init_log_std=.inf"], "must be a finite number"),  # unlisted float: finite only
+        ("ppo", ["hidden=[64,0]"], "hidden=0: must be at least 1"),
+        ("ppo", ["hidden=[a]"], "expected a list of whole numbers"),
+        ("ppo", ["workers=.inf"], "expected int"),
+        ("ppo", ["epochs=2.5"], "expected int"),
+        ("ppo", ["seed=-1"], "seed=-1: must be >= 0"),
+        ("dqn", ["replay=foo"], "--set replay='foo': expected memory, redis://"),
+        ("dqn", ["replay=http://db:6379"], "expected memory"),
+    ],
+)
+def test_values_out_of_range_are_refused_before_anything_starts(algo, sets, match):
+    with pytest.raises(TandemError, match=match) as e:
+        resolve_config(algo, "Pendulum-v1" if algo == "sac" else "CartPole-v1", parse_set(sets))
+    assert "\n" not in str(e.value)
+
+
+def test_valid_edges_and_replay_forms_are_accepted():
+    for replay in ("memory", "redis://db:6379/0", "rediss://:pw@db:6380/1", "unix:///tmp/r.sock"):
+        assert resolve_config("qlearn", "FrozenLake-v1", {"replay": replay})[0].replay == replay
+    _, cfg, _ = resolve_config("ppo", "CartPole-v1", parse_set(["gamma=1", "entropy_coef=0", "lr=1e-9"]))
+    assert (cfg.gamma, cfg.entropy_coef) == (1.0, 0.0)
+
+
+def test_a_huge_value_keeps_the_error_one_short_line():
+    with pytest.raises(TandemError) as e:
+        resolve_config("ppo", "CartPole-v1", parse_set(["seed=" + "9" * 5000]))
+    assert len(str(e.value)) < 200
+
+
+def test_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    from tandem.runner.config import load_yaml
+
+    bad = tmp_path / "c.yaml"
+    bad.write_bytes(b"lr: 0.1\ncomment: \xff\xfe latin\n")
+    with pytest.raises(TandemError, match="is not UTF-8 text"):
+        load_yaml(bad)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "is empty"),
+        ("algo: ppo\nenv_id: Cart", None),  # truncated mid-value but parseable: accepted as written
+        ("env_id: CartPole-v1\nworkers: 2\n", "has no algo"),
+        ("algo: ppo\n", "has no env_id"),
+        ("algo: ppo\nenv_id: CartPole-v1\nalgo_config: [1, 2]\n", "algo_config is not a mapping"),
+        ("algo: ppo\nenv_id: CartPole-v1\nalgo_config: {lr: 0.1\n", "is not valid YAML"),
+        ("- just\n- a list\n", "must hold a mapping"),
+    ],
+)
+def test_run_config_yaml_damage_is_one_line(tmp_path, text, match):
+    from tandem.runner.session import load_run_config
+
+    (tmp_path / "config.yaml").write_text(text)
+    if match is None:
+        assert load_run_config(tmp_path)[0].env_id == "Cart"
+        return
+    with pytest.raises(TandemError, match=match) as e:
+        load_run_config(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_every_numeric_field_has_a_rule_or_is_a_free_float():
+    """A new int field must be given a range in FIELD_RULES (a float without one must still be
+    finite); this lists the ones that were forgotten."""
+    import dataclasses
+    import typing
+
+    from tandem.learners.registry import ALGORITHMS, get_algo
+    from tandem.runner.config import FIELD_RULES, RunConfig
+
+    missing = set()
+    for cls in [RunConfig] + [get_algo(a).config_cls for a in ALGORITHMS]:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = str(hints[f.name])
+            if ("int" in tp and "bool" not in tp) and f.name not in FIELD_RULES:
+                missing.add(f"{cls.__name__}.{f.name}")
+    assert not missing, f"no range for {sorted(missing)}: add them to FIELD_RULES"
