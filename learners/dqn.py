@@ -30,7 +30,7 @@ from tandem.agents.offpolicy import (
     weighted_mean,
 )
 from tandem.agents.q import EpsilonGreedyQPolicy, linear_schedule, make_q_network
-from tandem.agents.torch_utils import adam, module_weights
+from tandem.agents.torch_utils import adam, learner_device, module_weights
 from tandem.core.types import Batch, Rollout
 from tandem.learners.registry import AlgoSpec, discrete_only
 from tandem.learners.returns import n_step_returns, td_target
@@ -149,7 +149,8 @@ class DQNLearner:
 
     def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Discrete, cfg: DQNConfig):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
-        self.q = make_q_network(obs_space, act_space, cfg.hidden, cfg.dueling)
+        self.device = learner_device(cfg)
+        self.q = make_q_network(obs_space, act_space, cfg.hidden, cfg.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.optim = adam(self.q.parameters(), lr=cfg.lr)
         self.updates = 0
@@ -167,7 +168,7 @@ class DQNLearner:
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
-        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         n = b.obs.shape[0]
         # One forward pass of the online net over s and s' (s' is needed for Double DQN).
         q_all = self.q(torch.cat([b.obs, b.next_obs]) if cfg.double_q else b.obs)
@@ -183,7 +184,7 @@ class DQNLearner:
             polyak_update(self.q_target, self.q, cfg.tau)
 
         td = (y - q).detach()
-        self.last_priorities = td.abs().numpy()
+        self.last_priorities = td.abs().cpu().numpy()
         return {
             "loss/q": float(loss.detach()),
             "stats/q_mean": float(q.detach().mean()),

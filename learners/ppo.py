@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.agents.torch_utils import learner_device
 from tandem.core.types import Rollout
 from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
@@ -91,7 +92,9 @@ def clipped_surrogate(
 class PPOLearner:
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: PPOConfig):
         self.cfg = cfg
-        self.model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
+        self.device = learner_device(cfg)
+        model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
+        self.model = model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
         self.progress = 0.0
         self.updates = 0
@@ -121,7 +124,7 @@ class PPOLearner:
         steps = samples = 0
         stats: dict[str, float] = {}
         for _epoch in range(cfg.epochs):
-            for idx in torch.randperm(len(fb)).chunk(cfg.num_minibatches):
+            for idx in torch.randperm(len(fb), device=self.device).chunk(cfg.num_minibatches):
                 d = m.dist(fb.x[idx])
                 logp = m.log_prob(d, fb.actions[idx])
                 a = normalize(fb.advantages[idx]) if cfg.normalize_advantages else fb.advantages[idx]

@@ -38,7 +38,7 @@ from tandem.agents.offpolicy import (
     optimizer_step,
     polyak_update,
 )
-from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
+from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module_weights
 from tandem.core.types import Batch
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
@@ -133,11 +133,12 @@ class SACLearner:
     def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Box, cfg: SACConfig):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
         obs_dim, act_dim = flat_obs_dim(obs_space), int(np.prod(act_space.shape))
+        self.device = learner_device(cfg)
         self.scaler = ActionScaler(act_space)
-        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden)
-        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True)
+        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True, device=self.device)
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
         self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -152,7 +153,7 @@ class SACLearner:
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
-        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         u = self.scaler.to_unit(b.actions)
         alpha = self.alpha
 
@@ -184,7 +185,7 @@ class SACLearner:
         # 4. target critics
         polyak_update(self.critic_target, self.critic, cfg.tau)
         self.updates += 1
-        self.last_priorities = td.numpy()
+        self.last_priorities = td.cpu().numpy()
         return {
             "loss/q": float(critic_loss.detach()),
             **self._actor_metrics,

@@ -38,7 +38,7 @@ from tandem.agents.offpolicy import (
     optimizer_step,
     polyak_update,
 )
-from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
+from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module_weights
 from tandem.core.types import Batch
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
@@ -122,10 +122,11 @@ class TD3Learner:
     def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Box, cfg: TD3Config):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
         obs_dim, act_dim = flat_obs_dim(obs_space), int(np.prod(act_space.shape))
+        self.device = learner_device(cfg)
         self.scaler = ActionScaler(act_space)
-        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden, cfg.exploration_noise)
+        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden, cfg.exploration_noise).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden)
+        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -135,7 +136,7 @@ class TD3Learner:
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
-        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         u = self.scaler.to_unit(b.actions)
 
         # 1-2. critics toward the smoothed clipped double-Q target
@@ -161,7 +162,7 @@ class TD3Learner:
             polyak_update(self.actor_target, self.actor, cfg.tau)
             self._actor_metrics = {"loss/actor": float(actor_loss.detach())}
 
-        self.last_priorities = td.numpy()
+        self.last_priorities = td.cpu().numpy()
         return {
             "loss/q": float(critic_loss.detach()),
             **self._actor_metrics,
