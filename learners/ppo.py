@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
-from tandem.agents.torch_utils import learner_device
+from tandem.agents.torch_utils import adam, learner_device
 from tandem.core.types import Rollout
 from tandem.learners.on_policy import critic_values, flatten, linear_schedule, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
@@ -95,7 +95,7 @@ class PPOLearner:
         self.device = learner_device(cfg)
         model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
         self.model = model.to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
+        self.opt = adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
         self.progress = 0.0
         self.updates = 0
 
@@ -124,7 +124,8 @@ class PPOLearner:
         steps = samples = 0
         stats: dict[str, float] = {}
         for _epoch in range(cfg.epochs):
-            for idx in torch.randperm(len(fb), device=self.device).chunk(cfg.num_minibatches):
+            minibatches = torch.randperm(len(fb), device=self.device).chunk(cfg.num_minibatches)
+            for j, idx in enumerate(minibatches):
                 d = m.dist(fb.x[idx])
                 logp = m.log_prob(d, fb.actions[idx])
                 a = normalize(fb.advantages[idx]) if cfg.normalize_advantages else fb.advantages[idx]
@@ -138,6 +139,8 @@ class PPOLearner:
                 self.opt.step()
                 steps += 1
                 samples += len(idx)
+                if j < len(minibatches) - 1:
+                    continue  # report each epoch's last minibatch: every float() is a sync on a GPU
                 with torch.no_grad():
                     log_ratio = logp - fb.logp_old[idx]
                     approx_kl = float(((log_ratio.exp() - 1) - log_ratio).mean())  # Schulman's k3
