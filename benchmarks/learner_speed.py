@@ -128,7 +128,9 @@ def clock(device: torch.device) -> float:
     there measures the scheduler as much as the learner. With one torch thread, the process's
     CPU time is the time the update really ran, so matmul rate and update rate are both taken
     on that clock (wall-clock rates are reported beside them). A GPU works asynchronously to
-    the CPU, so cuda runs use wall time between ``torch.cuda.synchronize`` calls.
+    the CPU, so cuda runs use wall time between ``torch.cuda.synchronize`` calls. With
+    ``--threads`` above 1 the CPU time adds up all threads, so ``per_s`` is then work per
+    CPU-second and ``per_wall_s`` is the speed.
     """
     return time.perf_counter() if device.type == "cuda" else time.process_time()
 
