@@ -223,8 +223,10 @@ def test_learner_trains_on_cuda_and_publishes_cpu_numpy(algo):
 
 @needs_cuda
 def test_dqn_update_on_cuda_matches_cpu():
-    """DQN's update has no sampling noise: one step from the same weights on the same batch
-    gives the same loss and the same new weights on both devices (to float32 rounding)."""
+    """DQN's update has no sampling noise: from the same weights on the same batch, the loss,
+    Q and target means, TD errors and gradient norm agree on both devices (to float32
+    rounding). Weights after the Adam step are not compared: Adam divides by √v, so a
+    gradient that is ~1e-9 on one device and 0 on the other moves a weight by up to lr."""
     spec = get_algo("dqn")
     learners = {}
     for device in ("cpu", "cuda"):
@@ -236,9 +238,6 @@ def test_dqn_update_on_cuda_matches_cpu():
     batch = _replay_batch(DISCRETE)
     m_cpu, m_gpu = (learners[d].update(batch) for d in ("cpu", "cuda"))
     assert _floats(m_cpu) == pytest.approx(_floats(m_gpu), rel=1e-4, abs=1e-5)
-    w_cpu, w_gpu = learners["cpu"].get_weights(), learners["cuda"].get_weights()
-    for k in w_cpu:
-        np.testing.assert_allclose(w_cpu[k], w_gpu[k], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
         learners["cpu"].last_priorities, learners["cuda"].last_priorities, rtol=1e-4, atol=1e-5
     )
