@@ -64,7 +64,7 @@ class ActorCritic(nn.Module):
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """V(s) [B]; zeros when the policy has no critic (plain REINFORCE)."""
         if self.v is None:
-            return torch.zeros(x.shape[0])
+            return x.new_zeros(x.shape[0])
         return self.v(x).squeeze(-1)
 
     # --- the Policy protocol, used inside rollout workers ---------------------------------

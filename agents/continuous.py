@@ -41,12 +41,18 @@ class ActionScaler:
         self.center = ((high + low) / 2).astype(np.float32)
         self.half_range = ((high - low) / 2).astype(np.float32)
         self.dtype = space.dtype
+        self._unit_consts: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def to_env(self, u: np.ndarray) -> np.ndarray:
         return (self.center + self.half_range * np.clip(u, -1.0, 1.0)).astype(self.dtype)
 
     def to_unit(self, a: torch.Tensor) -> torch.Tensor:
-        c, h = torch.as_tensor(self.center), torch.as_tensor(self.half_range)
+        if a.device not in self._unit_consts:  # once per device: no host-to-device copy per update
+            self._unit_consts[a.device] = (
+                torch.as_tensor(self.center, device=a.device),
+                torch.as_tensor(self.half_range, device=a.device),
+            )
+        c, h = self._unit_consts[a.device]
         return ((a - c) / h).clamp(-1.0, 1.0)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tandem.agents.torch_utils import obs_to_tensor
+from tandem.agents.torch_utils import obs_to_tensor, to_device
 from tandem.core.types import Batch
 
 
@@ -43,34 +43,50 @@ class TensorBatch(NamedTuple):
     weights: torch.Tensor
 
 
-def batch_to_tensors(batch: Batch, obs_space: gym.Space, act_space: gym.Space, gamma: float) -> TensorBatch:
-    """Convert a replay :class:`Batch` (dtypes as the env produced them) to tensors.
+def batch_to_tensors(
+    batch: Batch, obs_space: gym.Space, act_space: gym.Space, gamma: float, device: torch.device | None = None
+) -> TensorBatch:
+    """Convert a replay :class:`Batch` (dtypes as the env produced them) to tensors on ``device``.
 
     ``batch.truncated`` is not used: a time limit bootstraps like any other step
     (Pardo et al. 2018). ``extras["discount"]`` (n-step folding) overrides ``gamma`` per row.
+
+    Every field is packed as float32 columns of one host array, so a CUDA learner receives
+    the whole batch in one pinned, asynchronous copy (:func:`to_device`) instead of seven
+    small ones; integer fields (Discrete actions and observations) are exact in float32 up to
+    2^24 and are cast back on the device.
+
+    | columns          | field                     |
+    |------------------|---------------------------|
+    | D_obs            | obs (as stored)           |
+    | D_obs            | next_obs                  |
+    | 1 or A           | actions                   |
+    | 4                | rewards, terminated, discount, weights |
     """
     n = len(batch)
-    if isinstance(act_space, gym.spaces.Discrete):
-        actions = torch.as_tensor(np.asarray(batch.actions)).long().reshape(n)
-    else:
-        actions = torch.as_tensor(np.asarray(batch.actions, dtype=np.float32)).reshape(n, -1)
-    if "discount" in batch.extras:
-        discount = torch.as_tensor(np.asarray(batch.extras["discount"], dtype=np.float32)).reshape(n)
-    else:
-        discount = torch.full((n,), float(gamma))
-    weights = (
-        torch.ones(n)
-        if batch.weights is None
-        else torch.as_tensor(np.asarray(batch.weights, dtype=np.float32)).reshape(n)
+    discrete = isinstance(act_space, gym.spaces.Discrete)
+    discount = batch.extras["discount"] if "discount" in batch.extras else np.full(n, gamma)
+    weights = np.ones(n) if batch.weights is None else batch.weights
+    columns = [
+        np.asarray(batch.obs).reshape(n, -1),
+        np.asarray(batch.next_obs).reshape(n, -1),
+        np.asarray(batch.actions).reshape(n, -1),
+        *(np.asarray(x).reshape(n, 1) for x in (batch.rewards, batch.terminated, discount, weights)),
+    ]
+    host = torch.from_numpy(np.concatenate(columns, axis=1, dtype=np.float32))
+    packed = to_device(host, device or torch.device("cpu"))
+    d_obs = columns[0].shape[1]
+    obs, next_obs, actions, rewards, terminated, discount_t, weights_t = packed.split(
+        [d_obs, d_obs, columns[2].shape[1], 1, 1, 1, 1], dim=1
     )
     return TensorBatch(
-        obs=obs_to_tensor(np.asarray(batch.obs), obs_space),
-        actions=actions,
-        rewards=torch.as_tensor(np.asarray(batch.rewards, dtype=np.float32)).reshape(n),
-        next_obs=obs_to_tensor(np.asarray(batch.next_obs), obs_space),
-        terminated=torch.as_tensor(np.asarray(batch.terminated, dtype=np.float32)).reshape(n),
-        discount=discount,
-        weights=weights,
+        obs=obs_to_tensor(obs, obs_space),
+        actions=actions.long().reshape(n) if discrete else actions,
+        rewards=rewards.reshape(n),
+        next_obs=obs_to_tensor(next_obs, obs_space),
+        terminated=terminated.reshape(n),
+        discount=discount_t.reshape(n),
+        weights=weights_t.reshape(n),
     )
 
 

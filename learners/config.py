@@ -18,6 +18,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from tandem.agents.torch_utils import DeviceConfig
+
 
 @dataclass
 class OffPolicyConfig:
@@ -60,8 +62,8 @@ class OffPolicyConfig:
 
 
 @dataclass
-class PrioritizedReplayConfig(OffPolicyConfig):
-    """The replay-sampling fields of the neural learners (DQN, SAC, TD3)."""
+class PrioritizedReplayConfig(OffPolicyConfig, DeviceConfig):
+    """The replay-sampling fields of the neural learners (DQN, SAC, TD3), and their ``device``."""
 
     prioritized: bool = False
     """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""

@@ -29,7 +29,7 @@ from tandem.agents.offpolicy import (
     weighted_mean,
 )
 from tandem.agents.q import EpsilonGreedyQPolicy, make_q_network
-from tandem.agents.torch_utils import adam, module_weights
+from tandem.agents.torch_utils import adam, learner_device, module_weights
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import PrioritizedReplayConfig
@@ -132,7 +132,8 @@ class DQNLearner:
 
     def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Discrete, cfg: DQNConfig):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
-        self.q = make_q_network(obs_space, act_space, cfg.hidden, cfg.dueling)
+        self.device = learner_device(cfg)
+        self.q = make_q_network(obs_space, act_space, cfg.hidden, cfg.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.optim = adam(self.q.parameters(), lr=cfg.lr)
         self.updates = 0
@@ -149,7 +150,7 @@ class DQNLearner:
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
-        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         n = b.obs.shape[0]
         # One forward pass of the online net over s and s' (s' is needed for Double DQN).
         q_all = self.q(torch.cat([b.obs, b.next_obs]) if cfg.double_q else b.obs)
@@ -173,7 +174,7 @@ class DQNLearner:
             "stats/grad_norm": float(grad_norm),
             "stats/epsilon": float(self.epsilon),
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().numpy())
+        return UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().cpu().numpy())
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.q)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.agents.torch_utils import to_device
 from tandem.core.types import Rollout
 
 
@@ -34,28 +35,39 @@ class FlatBatch:
 
 @torch.no_grad()
 def critic_values(model: ActorCritic, rollout: Rollout) -> tuple[np.ndarray, np.ndarray]:
-    """V(s_t) and V(s_{t+1}) as [T, N] numpy arrays, from one batched forward pass."""
+    """V(s_t) and V(s_{t+1}) as [T, N] numpy arrays, from one batched forward pass on the
+    model's device."""
     T, N = rollout.rewards.shape
     both = np.concatenate([rollout.obs, rollout.next_obs], axis=0)
-    flat = both.reshape(2 * T * N, *both.shape[2:])
-    v = model.value(model.obs_tensor(flat)).numpy().reshape(2, T, N)
+    flat = torch.as_tensor(both.reshape(2 * T * N, *both.shape[2:]))
+    x = model.obs_tensor(to_device(flat, model_device(model)))
+    v = model.value(x).cpu().numpy().reshape(2, T, N)
     return v[0], v[1]
 
 
 def flatten(
     model: ActorCritic, rollout: Rollout, advantages: np.ndarray, returns: np.ndarray, values: np.ndarray
 ) -> FlatBatch:
+    """The rollout as flat tensors on the model's device (one pinned copy per field on CUDA;
+    this runs once per iteration, not per minibatch)."""
     T, N = rollout.rewards.shape
+    device = model_device(model)
     obs = rollout.obs.reshape(T * N, *rollout.obs.shape[2:])
     acts = rollout.actions.reshape(T * N, *rollout.actions.shape[2:])
+    put = lambda a: to_device(torch.as_tensor(a), device)
     return FlatBatch(
-        x=model.obs_tensor(obs),
-        actions=torch.as_tensor(acts),
-        logp_old=torch.as_tensor(rollout.extras["logp"].reshape(-1)),
-        advantages=torch.as_tensor(advantages.reshape(-1)),
-        returns=torch.as_tensor(returns.reshape(-1)),
-        values_old=torch.as_tensor(values.reshape(-1).astype(np.float32)),
+        x=model.obs_tensor(put(obs)),
+        actions=put(acts),
+        logp_old=put(rollout.extras["logp"].reshape(-1)),
+        advantages=put(advantages.reshape(-1)),
+        returns=put(returns.reshape(-1)),
+        values_old=put(values.reshape(-1).astype(np.float32)),
     )
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a module's parameters (all of a learner's live on one)."""
+    return next(model.parameters()).device
 
 
 def normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

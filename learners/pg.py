@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.agents.torch_utils import DeviceConfig, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.on_policy import critic_values, flatten, normalize
@@ -30,7 +31,7 @@ from tandem.learners.returns import full_return, reward_to_go
 
 
 @dataclass
-class PGConfig:
+class PGConfig(DeviceConfig):
     """REINFORCE hyperparameters."""
 
     fragment_length: int = 256
@@ -69,7 +70,8 @@ class PGLearner:
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: PGConfig):
         self.cfg = cfg
-        self.model = ActorCritic(obs_space, act_space, cfg.hidden, use_value=cfg.baseline)
+        self.device = learner_device(cfg)
+        self.model = ActorCritic(obs_space, act_space, cfg.hidden, use_value=cfg.baseline).to(self.device)
         pi_params = [p for n, p in self.model.named_parameters() if not n.startswith("v.")]
         self.pi_opt = torch.optim.Adam(pi_params, lr=cfg.lr)
         self.vf_opt = torch.optim.Adam(self.model.v.parameters(), lr=cfg.vf_lr) if cfg.baseline else None
@@ -104,9 +106,9 @@ class PGLearner:
         self.pi_opt.step()
         grad_steps = 1
 
-        v_loss = torch.zeros(())
+        v_loss = torch.zeros((), device=self.device)
         if self.vf_opt is not None:
-            for idx in torch.randperm(len(fb)).chunk(cfg.vf_minibatches):
+            for idx in torch.randperm(len(fb), device=self.device).chunk(cfg.vf_minibatches):
                 v_loss = 0.5 * (m.value(fb.x[idx]) - fb.returns[idx]).pow(2).mean()
                 self.vf_opt.zero_grad()
                 v_loss.backward()

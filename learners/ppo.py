@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
+from tandem.agents.torch_utils import DeviceConfig, adam, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.on_policy import critic_values, flatten, normalize
@@ -27,7 +28,7 @@ from tandem.learners.returns import gae
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(DeviceConfig):
     """PPO hyperparameters. Defaults: tuned for CartPole-v1 on 2 workers x 4 envs (benchmarks/NOTES.md)."""
 
     fragment_length: int = 32
@@ -92,8 +93,10 @@ def clipped_surrogate(
 class PPOLearner:
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: PPOConfig):
         self.cfg = cfg
-        self.model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
+        self.device = learner_device(cfg)
+        model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
+        self.model = model.to(self.device)
+        self.opt = adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
         self.progress = 0.0
         self.updates = 0
 
@@ -122,7 +125,8 @@ class PPOLearner:
         steps = samples = 0
         stats: dict[str, float] = {}
         for _epoch in range(cfg.epochs):
-            for idx in torch.randperm(len(fb)).chunk(cfg.num_minibatches):
+            minibatches = torch.randperm(len(fb), device=self.device).chunk(cfg.num_minibatches)
+            for j, idx in enumerate(minibatches):
                 d = m.dist(fb.x[idx])
                 logp = m.log_prob(d, fb.actions[idx])
                 a = normalize(fb.advantages[idx]) if cfg.normalize_advantages else fb.advantages[idx]
@@ -136,6 +140,8 @@ class PPOLearner:
                 self.opt.step()
                 steps += 1
                 samples += len(idx)
+                if j < len(minibatches) - 1:
+                    continue  # report each epoch's last minibatch: every float() is a sync on a GPU
                 with torch.no_grad():
                     log_ratio = logp - fb.logp_old[idx]
                     approx_kl = float(((log_ratio.exp() - 1) - log_ratio).mean())  # Schulman's k3

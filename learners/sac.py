@@ -37,7 +37,7 @@ from tandem.agents.offpolicy import (
     optimizer_step,
     polyak_update,
 )
-from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
+from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module_weights
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
@@ -109,11 +109,12 @@ class SACLearner:
     def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Box, cfg: SACConfig):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
         obs_dim, act_dim = flat_obs_dim(obs_space), int(np.prod(act_space.shape))
+        self.device = learner_device(cfg)
         self.scaler = ActionScaler(act_space)
-        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden)
-        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True)
+        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True, device=self.device)
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
         self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -130,7 +131,7 @@ class SACLearner:
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
-        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         u = self.scaler.to_unit(b.actions)
         alpha = self.alpha
 
@@ -170,7 +171,7 @@ class SACLearner:
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.numpy())
+        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.cpu().numpy())
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.actor)

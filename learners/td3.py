@@ -37,7 +37,7 @@ from tandem.agents.offpolicy import (
     optimizer_step,
     polyak_update,
 )
-from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
+from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module_weights
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.registry import AlgoSpec, continuous_only
@@ -100,10 +100,11 @@ class TD3Learner:
     def __init__(self, obs_space: gym.Space, act_space: gym.spaces.Box, cfg: TD3Config):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
         obs_dim, act_dim = flat_obs_dim(obs_space), int(np.prod(act_space.shape))
+        self.device = learner_device(cfg)
         self.scaler = ActionScaler(act_space)
-        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden, cfg.exploration_noise)
+        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden, cfg.exploration_noise).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden)
+        self.critic = TwinQ(obs_dim, act_dim, cfg.hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -115,7 +116,7 @@ class TD3Learner:
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
-        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         u = self.scaler.to_unit(b.actions)
 
         # 1-2. critics toward the smoothed clipped double-Q target
@@ -148,7 +149,7 @@ class TD3Learner:
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.numpy())
+        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.cpu().numpy())
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.actor)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tandem.agents.torch_utils import DeviceConfig
 from tandem.core.errors import TandemError
 from tandem.runner.envs import env_spaces, make_env
 from tandem.runner.rundir import load_checkpoint
@@ -18,6 +19,8 @@ def evaluate(run_dir: Path, episodes: int = 10, video: bool = False, seed: int =
     if episodes < 1:
         raise TandemError("--episodes must be at least 1")
     run, algo_cfg, spec = load_run_config(run_dir)
+    if isinstance(algo_cfg, DeviceConfig):
+        algo_cfg.device = "cpu"  # a run trained on a GPU evaluates anywhere: checkpoints load to CPU
     obs_space, act_space = env_spaces(run.env_id, run.env_kwargs)
     learner = spec.make_learner(obs_space, act_space, algo_cfg)
     state, _ = load_checkpoint(run_dir)

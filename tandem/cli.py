@@ -59,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("num_cpus", "num_cpus"),
         ("stop_return", "stop_return"),
         ("backend", "backend"),
+        ("device", "device"),
     ]:
         value = getattr(args, flag)
         if value is not None:
@@ -271,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"stop once the mean of the last return_window (default {RETURN_WINDOW}) episode returns "
         "reaches this",
     )
+    t.add_argument("--device", help="the learner's torch device: cpu | cuda | cuda:N | auto (default cpu)")
     t.add_argument("--config", help="YAML file of config keys")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--run-dir", help="output directory (default runs/<algo>-<env>-<time>)")
