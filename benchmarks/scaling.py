@@ -374,6 +374,32 @@ def make_group_latency(algo, n, envs, env_kwargs, hidden, kw):
     return group, weights_ref, cfg
 
 
+def worker_cpu_per_step(algo: str, seconds: float = 3.0, fragment: int = 64) -> dict[str, float]:
+    """CPU milliseconds one worker spends per env step on a 0 ms latency env (policy forward,
+    env, bookkeeping; no Ray): ``process_time / steps``, so other load on the machine does not
+    count. A worker at step time ``t`` then needs ``c / (t + c)`` of a core, and ``cores / c``
+    steps/s is the most the machine can give, whatever the orchestration."""
+    from tandem.benchmarks.latency_env import ENV_ID
+    from tandem.runner.envs import env_spaces
+    from tandem.runner.session import resolve_config
+    from tandem.runner.worker import RolloutWorker
+
+    kw = {"step_time_s": 0.0}
+    _, cfg, spec = resolve_config(algo, ENV_ID, {"hidden": [64, 64], "env_kwargs": kw})
+    obs_space, act_space = env_spaces(ENV_ID, kw)
+    weights = spec.make_learner(obs_space, act_space, cfg).get_weights()
+    worker = RolloutWorker(ENV_ID, 1, algo, cfg, env_kwargs=kw)
+    worker.sample(fragment, weights, 1)
+    c0, t0, n = time.process_time(), time.perf_counter(), 0
+    while time.process_time() - c0 < seconds:
+        n += worker.sample(fragment, weights, 1).num_steps
+    worker.close()
+    return {
+        "cpu_ms_per_step": round(1e3 * (time.process_time() - c0) / n, 3),
+        "wall_ms_per_step": round(1e3 * (time.perf_counter() - t0) / n, 3),
+    }
+
+
 # ---- real-env mode -----------------------------------------------------------------------------
 
 
@@ -439,6 +465,8 @@ def log(msg: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
+    cpu = sub.add_parser("cpu", help="CPU ms per env step of one worker on a 0 ms latency env, no Ray")
+    cpu.add_argument("-o", "--output", type=Path, help="also write the JSON here")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workers", type=int, nargs="+", help="explicit worker counts")
     common.add_argument("--seconds", type=float, default=5.0, help="timed seconds per point")
@@ -466,6 +494,17 @@ def main(argv: list[str] | None = None) -> None:
     lat.add_argument("--start-timeout", type=float, default=900, help="seconds for the workers to start")
     lat.add_argument("--replay-capacity", type=int, default=200_000, help="off-policy Redis ring size")
     args = ap.parse_args(argv)
+    if args.mode == "cpu":
+        res = {
+            "benchmark": "worker CPU per env step (process_time), latency env at 0 ms, 1 env, hidden 64x64",
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            **{algo: worker_cpu_per_step(algo) for algo in ("ppo", "dqn")},
+        }
+        text = json.dumps(res, indent=2)
+        if args.output:
+            args.output.write_text(text + "\n")
+        print(text)
+        return
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.getLogger("ray").setLevel(logging.ERROR)
