@@ -40,8 +40,9 @@ def submit_job(
 ) -> subprocess.CompletedProcess:
     """`ray job submit`, retried while the job server has no agent to hand the job to.
 
-    Under load the head's dashboard agent drops out of the job server's view for seconds at a
-    time ("No available agent to submit job, please try again later"), nothing was submitted then.
+    The job server answers (``ray job list`` works) before the head's dashboard agent has
+    registered, seconds later on a loaded machine; a submission in between is rejected with "No
+    available agent to submit job, please try again later" and nothing runs.
     """
     deadline = time.monotonic() + 90
     while True:
