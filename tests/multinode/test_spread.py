@@ -106,8 +106,10 @@ def test_dqn_spreads_its_workers_and_fills_a_shared_redis_replay(ray_cluster, ma
     assert status(run_dir) == "finished" and last["workers"] == 3
     assert last["env_steps"] >= 2400
     assert last["replay_size"] >= 2000, "the workers on every node write into the one replay"
-    assert last["grad_updates"] > 0 and last["replay_ratio"] > 1.0
-    assert last["grad_updates"] > data[0]["grad_updates"]
+    # A short run may write a single metrics row: the counters are checked against each other.
+    assert last["grad_updates"] > 0 and last["samples_trained"] == 32 * last["grad_updates"]
+    assert last["replay_ratio"] == pytest.approx(last["samples_trained"] / last["env_steps"])
+    assert last["replay_ratio"] > 1.0, "DQN samples each transition more than once"
 
 
 @pytest.mark.xfail(
