@@ -31,9 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+import torch
 
 from tandem.core.errors import TandemError
+from tandem.core.types import Batch
 
 
 class ExplorationConfigError(TandemError):
@@ -88,7 +91,7 @@ class FirstSeen:
         return fresh
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seen": np.flatnonzero(self.seen)}
+        return {"seen": torch.as_tensor(np.flatnonzero(self.seen))}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         pos = np.asarray(state["seen"], dtype=np.int64)
@@ -133,9 +136,11 @@ class SimHashConfig:
 class SimHashCounter:
     """N(φ(s)) over a hash table of SimHash codes, and the bonus β / √N(φ(s)).
 
-    ``low``/``high`` (the observation box, when finite) rescale g(s) = (s - mid) / half-width
-    into [-1, 1] first, so a projection through the origin splits every dimension; without
-    that, MountainCar's position (≈ -0.5) and velocity (≤ 0.07) would hash on position only.
+    ``low``/``high`` (the observation box, when finite) rescale each dimension into [-1, 1]
+    first, so that MountainCar's position (≈ -0.5) and velocity (≤ 0.07) both count, and a
+    constant 1 is appended: g(s) = [(s - mid) / half-width, 1]. Without the constant every
+    hyperplane passes through the origin and a 2-D state would hash by its angle only (2k
+    sectors); with it the k hyperplanes are affine and cut the box into up to ~k²/2 cells.
     """
 
     def __init__(
@@ -150,7 +155,7 @@ class SimHashCounter:
                 f"simhash bits must be in 1..63 (got {cfg.bits}): --set simhash_bits=32"
             )
         self.cfg = cfg
-        self.projection = np.random.default_rng(cfg.seed).standard_normal((cfg.bits, obs_dim))
+        self.projection = np.random.default_rng(cfg.seed).standard_normal((cfg.bits, obs_dim + 1))
         self.mid = np.zeros(obs_dim)
         self.half = np.ones(obs_dim)
         if low is not None and high is not None:
@@ -162,7 +167,7 @@ class SimHashCounter:
 
     def codes(self, obs: np.ndarray) -> np.ndarray:
         g = (np.asarray(obs, np.float64).reshape(len(obs), -1) - self.mid) / self.half
-        return simhash_codes(g, self.projection)
+        return simhash_codes(np.concatenate([g, np.ones((len(g), 1))], axis=1), self.projection)
 
     def observe(self, obs: np.ndarray) -> None:
         """N(φ(s)) += 1 for each row."""
@@ -178,8 +183,8 @@ class SimHashCounter:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "codes": np.array(list(self.table), dtype=np.int64),
-            "counts": np.array(list(self.table.values()), dtype=np.int64),
+            "codes": torch.tensor(list(self.table), dtype=torch.int64),
+            "counts": torch.tensor(list(self.table.values()), dtype=torch.int64),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -195,16 +200,30 @@ class CountBonus:
         r⁺_i = r_i + β / √N(φ(s'_i))      (counts updated before the bonus is read)
     """
 
-    def __init__(self, obs_dim: int, cfg: SimHashConfig, low=None, high=None):
+    def __init__(self, obs_space: gym.Space, cfg: SimHashConfig):
         self.first_seen = FirstSeen()
-        self.counter = SimHashCounter(obs_dim, cfg, low, high)
+        self.num_states = int(obs_space.n) if isinstance(obs_space, gym.spaces.Discrete) else None
+        if self.num_states is not None:  # a Discrete state is hashed through its one-hot vector
+            self.counter = SimHashCounter(self.num_states, cfg)
+        else:
+            dim = int(np.prod(obs_space.shape))
+            self.counter = SimHashCounter(
+                dim, cfg, getattr(obs_space, "low", None), getattr(obs_space, "high", None)
+            )
+
+    def features(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs)
+        if self.num_states is not None:
+            return np.eye(self.num_states)[obs.astype(np.int64).reshape(-1)]
+        return obs.reshape(len(obs), -1)
 
     def __call__(self, next_obs: np.ndarray, indices: np.ndarray | None) -> np.ndarray:
         """The bonus [B] for a sampled batch, after counting its never-seen transitions."""
-        fresh = self.first_seen.new_rows(indices, len(next_obs))
+        g = self.features(next_obs)
+        fresh = self.first_seen.new_rows(indices, len(g))
         if fresh.any():
-            self.counter.observe(np.asarray(next_obs)[fresh])
-        return self.counter.bonus(next_obs)
+            self.counter.observe(g[fresh])
+        return self.counter.bonus(g)
 
     def state_dict(self) -> dict[str, Any]:
         return {"first_seen": self.first_seen.state_dict(), "counter": self.counter.state_dict()}
@@ -212,3 +231,34 @@ class CountBonus:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.first_seen.load_state_dict(state["first_seen"])
         self.counter.load_state_dict(state["counter"])
+
+
+# ----------------------------------------------------------------------------- learner hook
+
+
+def make_count_bonus(obs_space: gym.Space, cfg: Any) -> CountBonus | None:
+    """The learner's bonus from its config's ``exploration_bonus`` / ``bonus_beta`` /
+    ``simhash_bits`` fields; None for 'none'."""
+    choice = getattr(cfg, "exploration_bonus", "none")
+    check_bonus_choice(choice)
+    if choice == "none":
+        return None
+    return CountBonus(obs_space, SimHashConfig(bits=cfg.simhash_bits, beta=cfg.bonus_beta))
+
+
+def with_bonus(bonus: CountBonus | None, batch: Batch, rewards: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """r⁺ = r + β / √N(φ(s')) for a learner's reward tensor [B], and ``stats/bonus_mean`` /
+    ``stats/bonus_max`` (the replay's raw rewards are untouched). No bonus: r unchanged, {}.
+
+    With n-step transitions the reward is the n-step return G and s' the window's last state:
+    its bonus is added once, undiscounted (a slight overweight of γ^-m, m ≤ n).
+    """
+    if bonus is None:
+        return rewards, {}
+    b = bonus(batch.next_obs, batch.indices)
+    metrics = {
+        "stats/bonus_mean": float(b.mean()),
+        "stats/bonus_max": float(b.max()),
+        "stats/bonus_codes": float(len(bonus.counter.table)),
+    }
+    return rewards + torch.as_tensor(b, dtype=rewards.dtype), metrics
