@@ -40,6 +40,7 @@ from tandem.agents.offpolicy import (
 )
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch
+from tandem.learners.exploration import make_count_bonus, with_bonus
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
@@ -83,6 +84,12 @@ class SACConfig(PrioritizedReplayConfig):
     """Target replay ratio: 256 with batch 256 is one gradient step per env step (the paper's)."""
     weights_publish_interval: int = 20
     """Gradient steps between actor broadcasts to the workers."""
+    exploration_bonus: str = "none"
+    """'count': train on r + bonus_beta / √N(φ(s')), SimHash counts (learners.exploration); 'none'."""
+    bonus_beta: float = 0.01
+    """β of the count bonus, in reward units."""
+    simhash_bits: int = 32
+    """Bits k of the SimHash code φ(s) the bonus counts."""
 
 
 # Applied before the user's --config / --set (see AlgoSpec.preset).
@@ -145,6 +152,7 @@ class SACLearner:
         self.updates = 0
         self.last_priorities: np.ndarray | None = None
         self._actor_metrics: dict[str, float] = {}
+        self.bonus = make_count_bonus(obs_space, cfg)  # None unless exploration_bonus='count'
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -153,6 +161,7 @@ class SACLearner:
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
         b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma)
+        rewards, bonus_metrics = with_bonus(self.bonus, batch, b.rewards)
         u = self.scaler.to_unit(b.actions)
         alpha = self.alpha
 
@@ -160,7 +169,7 @@ class SACLearner:
         with torch.no_grad():
             next_u, next_logp = self.actor(b.next_obs)
             y = sac_critic_target(
-                b.rewards, *self.critic_target(b.next_obs, next_u), next_logp, b.terminated, b.discount, alpha
+                rewards, *self.critic_target(b.next_obs, next_u), next_logp, b.terminated, b.discount, alpha
             )
         q1, q2 = self.critic(b.obs, u)
         critic_loss, td = twin_q_loss(q1, q2, y, b.weights)
@@ -192,6 +201,7 @@ class SACLearner:
             "stats/q_mean": float(q1.detach().mean()),
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
+            **bonus_metrics,
         }
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -207,6 +217,7 @@ class SACLearner:
             "critic_optim": self.critic_optim.state_dict(),
             "alpha_optim": self.alpha_optim.state_dict(),
             "updates": self.updates,
+            "bonus": None if self.bonus is None else self.bonus.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -219,6 +230,8 @@ class SACLearner:
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
         self.updates = int(state["updates"])
+        if self.bonus is not None and state.get("bonus") is not None:
+            self.bonus.load_state_dict(state["bonus"])
 
 
 def make_policy(obs_space, act_space, cfg: SACConfig, *, worker_index: int = 0, num_workers: int = 1):

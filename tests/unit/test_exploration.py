@@ -127,3 +127,27 @@ def test_dqn_trains_on_the_bonus_and_the_replay_keeps_raw_rewards():
 def test_unknown_bonus_is_a_one_line_error():
     with pytest.raises(ExplorationConfigError, match="exploration_bonus"):
         DQNLearner(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), DQNConfig(exploration_bonus="rnd"))
+
+
+def test_sac_adds_the_bonus_to_its_critic_target():
+    from tandem.learners.sac import SACConfig, SACLearner
+
+    obs_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    base = SACConfig(hidden=(8,), prioritized=False)
+    rng = np.random.default_rng(1)
+    batch = replace(
+        box_batch(rng.uniform(-1, 1, (16, 2)), np.arange(16)), actions=np.zeros((16, 1), np.float32)
+    )
+    torch.manual_seed(0)
+    plain = SACLearner(obs_space, act_space, base)
+    torch.manual_seed(0)
+    bonused = SACLearner(obs_space, act_space, replace(base, exploration_bonus="count", bonus_beta=2.0))
+    torch.manual_seed(1)
+    m_plain = plain.update(batch)
+    torch.manual_seed(1)
+    m_bonus = bonused.update(batch)
+    assert "stats/bonus_mean" not in m_plain
+    assert m_bonus["stats/target_mean"] == pytest.approx(
+        m_plain["stats/target_mean"] + m_bonus["stats/bonus_mean"], rel=1e-5
+    )
