@@ -35,11 +35,13 @@ def drive(
     num_envs: int = 8,
     env_kwargs: dict[str, Any] | None = None,
     metric_keys: tuple[str, ...] = (),
+    log_every: int = 0,
+    log_prefix: str = "",
 ) -> dict[str, Any]:
     """Train until the mean of the last ``window`` episode returns reaches ``threshold`` or
     ``budget`` env steps pass. Returns env steps and wall time at the crossing (or at the end),
     the final trailing mean, update/sample counters, and the mean of each ``metric_keys`` entry
-    over all updates."""
+    over all updates. ``log_every`` > 0 prints a progress line every that many env steps."""
     torch.manual_seed(seed)
     spec = get_algo(algo)
     obs_space, act_space = env_spaces(env_id, env_kwargs)
@@ -66,6 +68,13 @@ def drive(
         replay.add(res["batch"])
         env_steps += res["env_steps"]
         returns.extend(res["episode_returns"].tolist())
+        if log_every and env_steps // log_every != (env_steps - res["env_steps"]) // log_every:
+            mean = float(np.mean(returns)) if returns else float("nan")
+            print(
+                f"{log_prefix} env_steps={env_steps} trailing_mean={mean:.2f} updates={updates} "
+                f"wall_s={time.perf_counter() - t0:.0f}",
+                flush=True,
+            )
         if len(returns) == window and float(np.mean(returns)) >= threshold:
             reached = True
             break

@@ -23,6 +23,7 @@ ALGORITHMS: dict[str, str] = {
     "dynaq": "tandem.learners.dynaq",
     "dqn": "tandem.learners.dqn",
     "sac": "tandem.learners.sac",
+    "mbsac": "tandem.learners.mbsac",
     "td3": "tandem.learners.td3",
 }
 
