@@ -63,7 +63,8 @@ class OffPolicyConfig:
 
 @dataclass
 class PrioritizedReplayConfig(OffPolicyConfig, DeviceConfig):
-    """The replay-sampling fields of the neural learners (DQN, SAC, TD3), and their ``device``."""
+    """What the neural replay learners (DQN, SAC, TD3) share: replay sampling, the count-based
+    exploration bonus, and their ``device``."""
 
     prioritized: bool = False
     """Prioritized replay (Schaul et al. 2016): sample by |TD error|^α, weight losses by (N p)^-β."""
@@ -71,6 +72,12 @@ class PrioritizedReplayConfig(OffPolicyConfig, DeviceConfig):
     """Priority exponent α (0: uniform)."""
     priority_beta: float = 0.4
     """Importance-sampling exponent β."""
+    exploration_bonus: str = "none"
+    """'count': train on r + bonus_beta / √N(φ(s')), SimHash counts (learners.exploration); 'none'."""
+    bonus_beta: float = 0.01
+    """β of the count bonus, in reward units."""
+    simhash_bits: int = 32
+    """Bits k of the SimHash code φ(s) the bonus counts."""
 
 
 @dataclass

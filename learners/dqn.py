@@ -33,6 +33,7 @@ from tandem.agents.torch_utils import adam, learner_device, module_weights
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import PrioritizedReplayConfig
+from tandem.learners.exploration import make_count_bonus, with_bonus
 from tandem.learners.registry import AlgoSpec, discrete_only
 from tandem.learners.returns import n_step_returns, td_target
 
@@ -138,6 +139,7 @@ class DQNLearner:
         self.optim = adam(self.q.parameters(), lr=cfg.lr)
         self.updates = 0
         self.epsilon = cfg.epsilon_start
+        self.bonus = make_count_bonus(obs_space, cfg)  # None unless exploration_bonus='count'
 
     def set_progress(self, fraction: float) -> None:
         """The learning-rate schedule, and (for reporting) the ε the workers act with now."""
@@ -151,13 +153,14 @@ class DQNLearner:
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
         b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
+        rewards, bonus_metrics = with_bonus(self.bonus, batch, b.rewards)
         n = b.obs.shape[0]
         # One forward pass of the online net over s and s' (s' is needed for Double DQN).
         q_all = self.q(torch.cat([b.obs, b.next_obs]) if cfg.double_q else b.obs)
         q = q_all[:n].gather(1, b.actions[:, None]).squeeze(1)
         with torch.no_grad():
             next_v = dqn_next_values(self.q_target(b.next_obs), q_all[n:] if cfg.double_q else None)
-            y = td_target(b.rewards, next_v, b.terminated, b.discount)
+            y = td_target(rewards, next_v, b.terminated, b.discount)
         loss = weighted_mean(F.huber_loss(q, y, reduction="none", delta=cfg.huber_delta), b.weights)
 
         grad_norm = optimizer_step(self.optim, loss, self.q.parameters(), cfg.max_grad_norm)
@@ -173,6 +176,7 @@ class DQNLearner:
             "stats/td_abs": float(td.abs().mean()),
             "stats/grad_norm": float(grad_norm),
             "stats/epsilon": float(self.epsilon),
+            **bonus_metrics,
         }
         return UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().cpu().numpy())
 
@@ -186,6 +190,7 @@ class DQNLearner:
             "optim": self.optim.state_dict(),
             "updates": self.updates,
             "epsilon": self.epsilon,
+            "bonus": None if self.bonus is None else self.bonus.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -194,6 +199,8 @@ class DQNLearner:
         self.optim.load_state_dict(state["optim"])
         self.updates = int(state["updates"])
         self.epsilon = float(state["epsilon"])
+        if self.bonus is not None and state.get("bonus") is not None:
+            self.bonus.load_state_dict(state["bonus"])
 
 
 def make_policy(obs_space, act_space, cfg: DQNConfig, *, worker_index: int = 0, num_workers: int = 1):

@@ -20,8 +20,10 @@ ALGORITHMS: dict[str, str] = {
     "ppo": "tandem.learners.ppo",
     "qlearn": "tandem.learners.tabular",
     "qeval": "tandem.learners.tabular_eval",
+    "dynaq": "tandem.learners.dynaq",
     "dqn": "tandem.learners.dqn",
     "sac": "tandem.learners.sac",
+    "mbsac": "tandem.learners.mbsac",
     "td3": "tandem.learners.td3",
 }
 

@@ -40,6 +40,7 @@ from tandem.agents.offpolicy import (
 from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module_weights
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
+from tandem.learners.exploration import make_count_bonus, with_bonus
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
@@ -121,6 +122,7 @@ class SACLearner:
         self.alpha_optim = adam([self.log_alpha], lr=cfg.alpha_lr)
         self.updates = 0
         self._actor_metrics: dict[str, float] = {}
+        self.bonus = make_count_bonus(obs_space, cfg)  # None unless exploration_bonus='count'
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -132,6 +134,7 @@ class SACLearner:
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
         b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
+        rewards, bonus_metrics = with_bonus(self.bonus, batch, b.rewards)
         u = self.scaler.to_unit(b.actions)
         alpha = self.alpha
 
@@ -139,7 +142,7 @@ class SACLearner:
         with torch.no_grad():
             next_u, next_logp = self.actor(b.next_obs)
             y = sac_critic_target(
-                b.rewards, *self.critic_target(b.next_obs, next_u), next_logp, b.terminated, b.discount, alpha
+                rewards, *self.critic_target(b.next_obs, next_u), next_logp, b.terminated, b.discount, alpha
             )
         q1, q2 = self.critic(b.obs, u)
         critic_loss, td = twin_q_loss(q1, q2, y, b.weights)
@@ -170,6 +173,7 @@ class SACLearner:
             "stats/q_mean": float(q1.detach().mean()),
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
+            **bonus_metrics,
         }
         return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.cpu().numpy())
 
@@ -186,6 +190,7 @@ class SACLearner:
             "critic_optim": self.critic_optim.state_dict(),
             "alpha_optim": self.alpha_optim.state_dict(),
             "updates": self.updates,
+            "bonus": None if self.bonus is None else self.bonus.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -198,6 +203,8 @@ class SACLearner:
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
         self.updates = int(state["updates"])
+        if self.bonus is not None and state.get("bonus") is not None:
+            self.bonus.load_state_dict(state["bonus"])
 
 
 def make_policy(obs_space, act_space, cfg: SACConfig, *, worker_index: int = 0, num_workers: int = 1):

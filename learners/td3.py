@@ -40,6 +40,7 @@ from tandem.agents.offpolicy import (
 from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module_weights
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
+from tandem.learners.exploration import make_count_bonus, with_bonus
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
@@ -110,6 +111,7 @@ class TD3Learner:
         self.critic_optim = adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.updates = 0
         self._actor_metrics: dict[str, float] = {}
+        self.bonus = make_count_bonus(obs_space, cfg)  # None unless exploration_bonus='count'
 
     def set_progress(self, fraction: float) -> None:
         """No schedule: exploration noise and learning rates are constant."""
@@ -118,6 +120,7 @@ class TD3Learner:
         cfg = self.cfg
         b = batch_to_tensors(batch, self.obs_space, self.act_space, cfg.gamma, self.device)
         u = self.scaler.to_unit(b.actions)
+        rewards, bonus_metrics = with_bonus(self.bonus, batch, b.rewards)
 
         # 1-2. critics toward the smoothed clipped double-Q target
         with torch.no_grad():
@@ -125,9 +128,7 @@ class TD3Learner:
             next_u = smoothed_target_action(
                 next_mu, cfg.policy_noise * torch.randn_like(next_mu), cfg.noise_clip
             )
-            y = td3_critic_target(
-                b.rewards, *self.critic_target(b.next_obs, next_u), b.terminated, b.discount
-            )
+            y = td3_critic_target(rewards, *self.critic_target(b.next_obs, next_u), b.terminated, b.discount)
         q1, q2 = self.critic(b.obs, u)
         critic_loss, td = twin_q_loss(q1, q2, y, b.weights)
         optimizer_step(self.critic_optim, critic_loss, self.critic.parameters())
@@ -148,6 +149,7 @@ class TD3Learner:
             "stats/q_mean": float(q1.detach().mean()),
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
+            **bonus_metrics,
         }
         return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.cpu().numpy())
 
@@ -163,6 +165,7 @@ class TD3Learner:
             "actor_optim": self.actor_optim.state_dict(),
             "critic_optim": self.critic_optim.state_dict(),
             "updates": self.updates,
+            "bonus": None if self.bonus is None else self.bonus.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -173,6 +176,8 @@ class TD3Learner:
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.updates = int(state["updates"])
+        if self.bonus is not None and state.get("bonus") is not None:
+            self.bonus.load_state_dict(state["bonus"])
 
 
 def make_policy(obs_space, act_space, cfg: TD3Config, *, worker_index: int = 0, num_workers: int = 1):
