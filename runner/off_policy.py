@@ -13,6 +13,7 @@ from ray.exceptions import RayActorError
 
 from tandem.agents.offpolicy import PrioritizedReplayConfig
 from tandem.core.errors import TandemError
+from tandem.core.types import UpdateResult
 from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
@@ -137,6 +138,8 @@ def train_off_policy(s: Session) -> None:
                         learner.set_progress(c.env_steps / run.total_steps)
                     batch = buffer.sample(bs)
                     metrics = learner.update(batch)
+                    if isinstance(metrics, UpdateResult):  # shim until every learner returns UpdateResult
+                        metrics = dict(metrics.metrics)
                     if getattr(buffer, "prioritized", False) and learner.last_priorities is not None:
                         buffer.update_priorities(batch.indices, learner.last_priorities)
                     limiter.record_sample(bs)

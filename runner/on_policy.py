@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from tandem.core.types import concat_rollouts
+from tandem.core.types import UpdateResult, concat_rollouts
 from tandem.runner.session import Session
 
 
@@ -27,6 +27,12 @@ def train_on_policy(s: Session) -> None:
             # 2. update
             learner.set_progress(progress)
             metrics = learner.update(batch)
+            if isinstance(metrics, UpdateResult):  # shim until every learner returns UpdateResult
+                metrics = {
+                    **metrics.metrics,
+                    "grad_updates": metrics.grad_steps,
+                    "samples_trained": metrics.samples_trained,
+                }
             c.grad_updates += metrics.pop("grad_updates")
             c.samples_trained += metrics.pop("samples_trained")
             # 3. broadcast the new weights
