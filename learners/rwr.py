@@ -8,8 +8,9 @@ The policy is fitted by weighted maximum likelihood on replayed (s, a) pairs:
     u_i = R_i / (β σ_R)                             (``weighting="return"``: the original RWR)
     w_i = min( exp(u_i) / Z, w_max ),   Z = 1/B Σ_j exp(u_j)
 
-R_i is the discounted reward-to-go from s_i, computed in the worker when the episode ends
-(:class:`EpisodeAdder`) and stored in the replay next to the transition. V_φ is a learned
+R_i is the discounted reward-to-go from s_i, summed in the worker when the episode ends
+(:class:`EpisodeAdder`) and stored in the replay next to the transition; after a time limit
+the learner adds γ^{L-i} V_φ(s_L) with its current critic (:func:`replay_returns`). V_φ is a learned
 state-value baseline, regressed on the same R_i: L_V = ½ (V_φ(s_i) - R_i)². Subtracting it
 makes w depend on how much better than usual a_i did from s_i, not on how good s_i was
 (early CartPole states all have large R). σ (the batch standard deviation of the score)
@@ -26,7 +27,7 @@ second lacks the importance ratio π_θ/π_old, so the two directions part.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tandem.agents.actor_critic import ActorCritic
+from tandem.agents.scaled_value import ScaledValueActorCritic
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import episode_reward_to_go
@@ -64,11 +65,13 @@ class RWRConfig:
     """Initial log σ of the Gaussian policy (Box actions)."""
     min_log_std: float = -1.6
     """Floor on log σ: weighted maximum likelihood alone shrinks σ until exploration stops."""
+    return_stats_rate: float = 0.001
+    """Rate of the moving averages μ_R, σ_R that scale the critic (one update per batch)."""
     max_grad_norm: float = 1.0
     """Gradient clipping (global norm)."""
     max_hold_steps: int = 1000
     """A worker holds an unfinished episode back at most this many steps, then writes it with a
-    bootstrapped reward-to-go (as at a time limit), so endless episodes cannot grow its memory."""
+    bootstrapped return (as at a time limit), so an endless episode cannot grow its memory."""
     batch_size: int = 256
     """Transitions per gradient step."""
     replay_capacity: int = 50_000
@@ -100,27 +103,28 @@ def rwr_policy_loss(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 class EpisodeAdder:
-    """The worker-side writer: attaches each step's reward-to-go R_t as ``extras["rtg"]``.
+    """The worker-side writer: attaches each step's reward-to-go to the transition it writes.
 
     Steps of an unfinished episode are **held back** in the worker until the episode ends, so
-    R_t is exact where the episode really ended, not a guess from a fragment boundary:
+    the return is summed where the episode really ended, not guessed at a fragment boundary.
+    Each row gets three extras, and the learner forms R_t = ``rtg`` + ``boot_discount`` ·
+    V_φ(``boot_obs``) with its *current* critic when it samples the row:
 
-    | the episode ends with | R_t                                                   |
-    |-----------------------|-------------------------------------------------------|
-    | terminated            | Σ_{k≥t} γ^{k-t} r_k  (Monte-Carlo, bootstrap 0)       |
-    | truncated             | the same + γ^{L-t} V(s_L), V from the worker's copy   |
-    | still running after   | written anyway with + γ^{L-t} V(s_L) of its last      |
-    | ``max_hold_steps``    | next_obs; the rest of the episode is a new segment    |
+    | the segment ends with          | rtg                     | boot_discount | boot_obs     |
+    |--------------------------------|-------------------------|---------------|--------------|
+    | terminated                     | Σ_{k=t}^{L-1} γ^{k-t} r_k | 0           | s_L (unused) |
+    | truncated (time limit)         | the same                | γ^{L-t}       | s_L, final obs |
+    | ``max_hold_steps`` held, still | the same                | γ^{L-t}       | s_L, its next obs |
+    |   running (rest: new segment)  |                         |               |              |
 
-    The bootstrap V is the worker's copy of the learner's critic as of the last weights
-    broadcast (at most ``weights_publish_interval`` updates old): a time limit is not part of
-    the MDP, so cutting the return there would make late states look worse than they are.
-    Held-back steps are counted as env steps when collected but reach the replay later.
+    Why the bootstrap is not baked in: a time limit is not part of the MDP, so the return
+    must continue past it with V(s_L); a value frozen into the replay at write time would come
+    from an early, wrong critic (at the start V ≈ 0 against returns near -1000 on Pendulum) and
+    would stay wrong for as long as the row lives. Storing s_L costs one observation per row.
     """
 
-    def __init__(self, gamma: float, value_fn: Callable[[np.ndarray], float], max_hold_steps: int = 1000):
+    def __init__(self, gamma: float, max_hold_steps: int = 1000):
         self.gamma = gamma
-        self.value_fn = value_fn
         self.max_hold = max_hold_steps
         self._pending: list[list[tuple[int, Rollout]]] | None = None
 
@@ -133,9 +137,9 @@ class EpisodeAdder:
             for i in range(N):
                 self._pending[i].append((t, rollout))
                 if rollout.terminated[t, i]:
-                    out.append(self._flush(i, 0.0))
+                    out.append(self._flush(i, bootstrap=False))
                 elif rollout.truncated[t, i] or len(self._pending[i]) >= self.max_hold:
-                    out.append(self._flush(i, self.value_fn(rollout.next_obs[t, i])))
+                    out.append(self._flush(i, bootstrap=True))
         if not out:
             return None
         parts = [b.arrays() for b in out]
@@ -146,7 +150,7 @@ class EpisodeAdder:
         """Steps waiting in this worker for their episode to end."""
         return sum(len(p) for p in self._pending or [])
 
-    def _flush(self, i: int, bootstrap: float) -> Batch:
+    def _flush(self, i: int, bootstrap: bool) -> Batch:
         steps, self._pending[i] = self._pending[i], []
         rows: dict[str, list[np.ndarray]] = {}
         for t, r in steps:
@@ -161,8 +165,21 @@ class EpisodeAdder:
             ):
                 rows.setdefault(k, []).append(v[t, i])
         arrays = {k: np.stack(v) for k, v in rows.items()}
-        arrays["rtg"] = episode_reward_to_go(arrays["rewards"], self.gamma, bootstrap)
+        L = len(steps)
+        arrays["rtg"] = episode_reward_to_go(arrays["rewards"], self.gamma)
+        disc = self.gamma ** np.arange(L, 0, -1, dtype=np.float64)  # γ^{L-t}, t = 0..L-1
+        arrays["boot_discount"] = (disc if bootstrap else np.zeros(L)).astype(np.float32)
+        arrays["boot_obs"] = np.repeat(arrays["next_obs"][-1:], L, axis=0)
         return Batch.from_arrays(arrays)
+
+
+def replay_returns(m: ScaledValueActorCritic, batch: Batch) -> torch.Tensor:
+    """R_i = rtg_i + boot_discount_i · V_φ(boot_obs_i)  [B], with the learner's current critic."""
+    rtg = torch.as_tensor(batch.extras["rtg"], dtype=torch.float32)
+    disc = torch.as_tensor(batch.extras["boot_discount"], dtype=torch.float32)
+    with torch.no_grad():
+        boot = m.value(m.obs_tensor(batch.extras["boot_obs"]))
+    return rtg + disc * boot
 
 
 class RWRLearner:
@@ -172,7 +189,7 @@ class RWRLearner:
         if cfg.weighting not in ("advantage", "return"):
             raise ValueError(f"rwr weighting must be 'advantage' or 'return', not {cfg.weighting!r}")
         self.cfg = cfg
-        self.model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
+        self.model = ScaledValueActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
         self.pi_params = [p for n, p in self.model.named_parameters() if not n.startswith("v.")]
         self.pi_opt = torch.optim.Adam(self.pi_params, lr=cfg.lr)
         self.vf_opt = torch.optim.Adam(self.model.v.parameters(), lr=cfg.vf_lr)
@@ -181,19 +198,23 @@ class RWRLearner:
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg, m = self.cfg, self.model
-        if "rtg" not in batch.extras:
-            raise ValueError("rwr needs extras['rtg'] in the replay: write it with rwr's EpisodeAdder")
+        if not {"rtg", "boot_discount", "boot_obs"} <= set(batch.extras):
+            raise ValueError(
+                "rwr needs the reward-to-go extras in the replay: write them with rwr's EpisodeAdder"
+            )
         x = m.obs_tensor(batch.obs)
         a = torch.as_tensor(batch.actions)
-        R = torch.as_tensor(batch.extras["rtg"], dtype=torch.float32)
-        # 1. the baseline V_φ(s) ≈ R (regression on the replayed reward-to-go)
-        v = m.value(x)
-        v_loss = 0.5 * (v - R).pow(2).mean()
+        R = replay_returns(m, batch)
+        # 1. the baseline V_φ(s) ≈ R, regressed in standardized units (agents.scaled_value)
+        m.track_returns(R, cfg.return_stats_rate)
+        v_norm = m.normalized_value(x)
+        v = (m.ret_mean + m.ret_std * v_norm).detach()
+        v_loss = 0.5 * (v_norm - (R - m.ret_mean) / m.ret_std).pow(2).mean()
         self.vf_opt.zero_grad()
         v_loss.backward()
         self.vf_opt.step()
         # 2. the weights, from the baseline before this step
-        score = R - v.detach() if cfg.weighting == "advantage" else R
+        score = R - v if cfg.weighting == "advantage" else R
         w = rwr_weights(score, cfg.beta, cfg.max_weight)
         # 3. the policy: weighted maximum likelihood
         d = m.dist(x)
@@ -240,18 +261,15 @@ class RWRLearner:
         self.updates = state["updates"]
 
 
-def make_policy(obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1) -> ActorCritic:
-    return ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
+def make_policy(
+    obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1
+) -> ScaledValueActorCritic:
+    return ScaledValueActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
 
 
-def make_adder(cfg: RWRConfig, policy: ActorCritic) -> EpisodeAdder:
-    """One adder per worker; it bootstraps truncations with the worker's own copy of V_φ."""
-
-    @torch.no_grad()
-    def value_fn(obs: np.ndarray) -> float:
-        return float(policy.value(policy.obs_tensor(obs[None]))[0])
-
-    return EpisodeAdder(cfg.gamma, value_fn, cfg.max_hold_steps)
+def make_adder(cfg: RWRConfig, policy: Any) -> EpisodeAdder:
+    """One adder per worker (it needs no policy: the learner bootstraps with its own V_φ)."""
+    return EpisodeAdder(cfg.gamma, cfg.max_hold_steps)
 
 
 SPEC = AlgoSpec(

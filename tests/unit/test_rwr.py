@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from tandem.core.types import Batch, Rollout, UpdateResult
-from tandem.learners.rwr import EpisodeAdder, RWRConfig, RWRLearner, rwr_policy_loss, rwr_weights
+from tandem.learners.rwr import (
+    EpisodeAdder,
+    RWRConfig,
+    RWRLearner,
+    replay_returns,
+    rwr_policy_loss,
+    rwr_weights,
+)
 
 F, T = False, True
 
@@ -65,38 +72,56 @@ def _frag(frag: int, rewards, term, trunc) -> Rollout:
     )
 
 
+def _returns(b: Batch, v_of_boot: float = 10.0) -> dict[int, float]:
+    """R = rtg + boot_discount * V(boot_obs), with a constant V, keyed by the obs code."""
+    R = b.extras["rtg"] + b.extras["boot_discount"] * v_of_boot
+    return {int(o[0]): float(r) for o, r in zip(b.obs, R, strict=True)}
+
+
 def test_adder_holds_episodes_back_and_writes_their_reward_to_go_at_the_end():
-    seen = []
-
-    def value_fn(obs):
-        seen.append(float(obs[0]))
-        return 10.0
-
-    adder = EpisodeAdder(gamma=0.5, value_fn=value_fn)
+    adder = EpisodeAdder(gamma=0.5)
     # fragment 0: env 0 terminates at t=1 (rewards 1, 1), env 1 is truncated at t=2 (rewards 2, 2, 2)
     b = adder(_frag(0, [[1, 2], [1, 2], [1, 2]], [[F, F], [T, F], [F, F]], [[F, F], [F, F], [F, T]]))
-    got = {int(o[0]): float(r) for o, r in zip(b.obs, b.extras["rtg"], strict=True)}
-    # env 0: R_1 = 1, R_0 = 1 + .5*1; env 1: R_2 = 2 + .5*V = 7, R_1 = 2 + .5*7, R_0 = 2 + .5*5.5
-    assert got == {0: 1.5, 10: 1.0, 1: 4.75, 11: 5.5, 21: 7.0}
-    assert seen == [1021.0], "the truncation bootstraps from V of that step's final observation"
+    # env 0: R_1 = 1, R_0 = 1 + .5*1; env 1 with V(s_3) = 10: R_2 = 2 + .5*10 = 7, R_1 = 2 + .5*7,
+    # R_0 = 2 + .5*5.5
+    assert _returns(b) == {0: 1.5, 10: 1.0, 1: 4.75, 11: 5.5, 21: 7.0}
+    trunc_rows = b.extras["boot_discount"] > 0
+    np.testing.assert_allclose(b.extras["boot_discount"][trunc_rows], [0.125, 0.25, 0.5])
+    # the truncated segment bootstraps from its final observation (next_obs of fragment 0, t=2, env 1)
+    np.testing.assert_allclose(b.extras["boot_obs"][trunc_rows, 0], 1021.0)
     assert adder.held_steps == 1  # env 0, t=2: its episode is still running
     # fragment 1: env 0's episode (started at fragment 0, t=2) terminates at t=1; env 1 runs on
     b = adder(_frag(1, [[1, 5], [1, 5]], [[F, F], [T, F]], [[F, F], [F, F]]))
-    got = {int(o[0]): float(r) for o, r in zip(b.obs, b.extras["rtg"], strict=True)}
-    assert got == {20: 1.75, 100: 1.5, 110: 1.0}
+    assert _returns(b) == {20: 1.75, 100: 1.5, 110: 1.0}
     assert adder.held_steps == 2
-    assert set(b.extras) == {"logp", "rtg"} and b.rewards.dtype == np.float32
+    assert set(b.extras) == {"logp", "rtg", "boot_discount", "boot_obs"} and b.rewards.dtype == np.float32
     # nothing ends: nothing is written
     assert adder(_frag(2, [[0, 0]], [[F, F]], [[F, F]])) is None
 
 
 def test_adder_writes_an_endless_episode_after_max_hold_with_a_bootstrap():
-    adder = EpisodeAdder(gamma=0.5, value_fn=lambda obs: float(obs[0]), max_hold_steps=2)
+    adder = EpisodeAdder(gamma=0.5, max_hold_steps=2)
     assert adder(_frag(0, [[1]], [[F]], [[F]])) is None
     b = adder(_frag(1, [[1]], [[F]], [[F]]))
-    # held 2 steps: R_1 = 1 + .5*V(next_obs of fragment 1, t=0) = 1 + .5*1100; R_0 = 1 + .5*R_1
-    np.testing.assert_allclose(b.extras["rtg"], [1 + 0.5 * 551, 551.0])
+    # held 2 steps, then written: R_1 = 1 + .5 V(s_2), R_0 = 1 + .5 + .25 V(s_2); s_2 = next_obs[1, t=0]
+    np.testing.assert_allclose(b.extras["rtg"], [1.5, 1.0])
+    np.testing.assert_allclose(b.extras["boot_discount"], [0.25, 0.5])
+    np.testing.assert_allclose(b.extras["boot_obs"][:, 0], [1100.0, 1100.0])
     assert adder.held_steps == 0
+
+
+def test_learner_bootstraps_with_its_current_critic():
+    learner = RWRLearner(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), RWRConfig())
+    b = EpisodeAdder(gamma=0.5, max_hold_steps=2)
+    b(_frag(0, [[1]], [[F]], [[F]]))
+    batch = b(_frag(1, [[1]], [[F]], [[F]]))
+    with torch.no_grad():
+        learner.model.ret_mean.fill_(3.0)
+        learner.model.ret_std.fill_(2.0)
+        v = learner.model.value(torch.tensor([[1100.0]])).item()
+    torch.testing.assert_close(
+        replay_returns(learner.model, batch), torch.tensor([1.5 + 0.25 * v, 1 + 0.5 * v])
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +144,11 @@ def test_update_one_weighted_likelihood_step(act_space, weighting):
         next_obs=rng.normal(size=(B, 4)).astype(np.float32),
         terminated=np.zeros(B, dtype=bool),
         truncated=np.zeros(B, dtype=bool),
-        extras={"rtg": rng.normal(size=B).astype(np.float32)},
+        extras={
+            "rtg": rng.normal(size=B).astype(np.float32),
+            "boot_discount": np.full(B, 0.5, dtype=np.float32),
+            "boot_obs": rng.normal(size=(B, 4)).astype(np.float32),
+        },
     )
     before = [p.detach().clone() for p in learner.model.parameters()]
     res = learner.update(batch)
@@ -154,5 +183,6 @@ def test_worker_writes_only_finished_episodes_with_their_reward_to_go():
             # γ = 1 and CartPole pays 1 per step: the last step of a terminated episode has R = 1
             ends = b.terminated
             np.testing.assert_allclose(b.extras["rtg"][ends], 1.0)
+            np.testing.assert_allclose(b.extras["boot_discount"][ends], 0.0)
     assert finished and written == sum(finished)
     assert written + w._adder.held_steps == 40 * 8 * 2
