@@ -22,6 +22,7 @@ class ScaledValueActorCritic(ActorCritic):
         super().__init__(*args, **kwargs)
         self.register_buffer("ret_mean", torch.zeros(()))
         self.register_buffer("ret_std", torch.ones(()))
+        self.register_buffer("ret_seen", torch.zeros(()))
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """V(s) [B] in return units."""
@@ -34,7 +35,7 @@ class ScaledValueActorCritic(ActorCritic):
     @torch.no_grad()
     def track_returns(self, returns: torch.Tensor, rate: float) -> None:
         """μ ← (1-ρ) μ + ρ mean(R),  σ ← (1-ρ) σ + ρ std(R); ρ = 1 on the first call."""
-        first = bool(self.ret_mean == 0 and self.ret_std == 1)
-        rho = 1.0 if first else rate
+        rho = 1.0 if self.ret_seen.item() == 0 else rate
+        self.ret_seen.fill_(1.0)
         self.ret_mean.mul_(1 - rho).add_(rho * returns.mean())
         self.ret_std.mul_(1 - rho).add_(rho * returns.std().clamp(min=1e-3))

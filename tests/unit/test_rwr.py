@@ -186,3 +186,26 @@ def test_worker_writes_only_finished_episodes_with_their_reward_to_go():
             np.testing.assert_allclose(b.extras["boot_discount"][ends], 0.0)
     assert finished and written == sum(finished)
     assert written + w._adder.held_steps == 40 * 8 * 2
+
+
+def test_scaled_critic_tracks_return_statistics():
+    from tandem.agents.scaled_value import ScaledValueActorCritic
+
+    m = ScaledValueActorCritic(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2))
+    m.track_returns(torch.tensor([-10.0, -30.0]), rate=0.1)  # first call: taken as is
+    assert m.ret_mean.item() == pytest.approx(-20.0) and m.ret_std.item() == pytest.approx(math.sqrt(200))
+    m.track_returns(torch.tensor([0.0, 0.0]), rate=0.1)  # then a moving average; std floored at 1e-3
+    assert m.ret_mean.item() == pytest.approx(-18.0)
+    assert m.ret_std.item() == pytest.approx(0.9 * math.sqrt(200) + 0.1 * 1e-3)
+    x = torch.zeros(1, 2)
+    assert m.value(x).item() == pytest.approx(-18.0 + m.ret_std.item() * m.normalized_value(x).item())
+
+
+@pytest.mark.integration  # a few minutes on the shared 2-core machine
+def test_rwr_learns_cartpole_in_15k_steps():
+    """Random play scores ~22; the in-process loop of benchmarks.lecture_methods (no Ray)."""
+    from benchmarks.common import rolling_threshold
+    from benchmarks.lecture_methods import run_in_process
+
+    run_dir, _ = run_in_process("rwr", "CartPole-v1", 0, 15_000, threshold=1e9)
+    assert rolling_threshold(run_dir, 1e9)["final_return"] > 60
