@@ -245,8 +245,10 @@ def variance(seed: int, train_steps: int, batches: int, fragment: int) -> dict[s
             if k == 0:
                 within[name] = _trace_cov(terms) / len(terms)
     across = {name: _trace_cov(torch.stack(gs)) for name, gs in batch_grads.items()}
-    mean_norm = {name: float(torch.stack(gs).mean(0).norm()) for name, gs in batch_grads.items()}
+    means = {name: torch.stack(gs).mean(0) for name, gs in batch_grads.items()}
+    mean_norm = {name: float(g.norm()) for name, g in means.items()}
     base = across["pg_mc_baseline"]
+    cos = torch.nn.functional.cosine_similarity
     return {
         "env": "CartPole-v1",
         "policy_trained_env_steps": train_steps,
@@ -257,6 +259,12 @@ def variance(seed: int, train_steps: int, batches: int, fragment: int) -> dict[s
         "trace_cov_within_first_batch_over_B": within,
         "variance_ratio_to_pg": {k: v / base for k, v in across.items()},
         "norm_of_mean_gradient": mean_norm,
+        # The learners standardize Ψ per batch, so the scale-free figure is noise over signal:
+        # tr Cov(ĝ) / ‖E ĝ‖², with E ĝ estimated by the mean over the K batches.
+        "relative_variance": {k: across[k] / mean_norm[k] ** 2 for k in across},
+        "cosine_of_mean_gradient_to_pg": {
+            k: float(cos(g, means["pg_mc_baseline"], dim=0)) for k, g in means.items()
+        },
         "note": "raw Ψ (no per-batch normalisation), same frozen policy and critic for all three",
     }
 
