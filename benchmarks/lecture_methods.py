@@ -355,7 +355,7 @@ def main() -> None:
     v.add_argument("--fragment", type=int, default=256)
     g = sub.add_parser("gradients")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--train-steps", type=int, default=60_000)
+    g.add_argument("--train-steps", type=int, default=20_000)
     g.add_argument("--fresh-steps", type=int, default=8_000)
     g.add_argument("--beta", type=float, default=1.0)
     for p in (t, v, g):
