@@ -67,8 +67,6 @@ def main() -> None:
                 window=20,
                 num_envs=4,
                 metric_keys=("stats/bonus_mean",),
-                log_every=5_000,
-                log_prefix=f"bonus={bonus} seed={seed}",
             )
             print(f"bonus={bonus}", f"seed={seed}", r, flush=True)
             per_seed.append(r)

@@ -60,8 +60,6 @@ def main() -> None:
                     budget=case["budget"],
                     threshold=case["threshold"],
                     window=case["window"],
-                    log_every=2_000,
-                    log_prefix=f"{task} {algo} seed={seed}",
                     metric_keys=("stats/model_mse",) if algo == "mbsac" else (),
                 )
                 r["process_wall_s"] = round(time.time() - t0, 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 RETURN_WINDOW = 20
@@ -52,6 +52,9 @@ class MetricsRow:
     """Rollout workers alive at this row."""
     policy_lag: float
     """Learner policy version minus the version that acted (mean over the interval)."""
+    samples_model: int = 0
+    """Model-generated transitions consumed by updates so far (Dyna-style learners; 0 otherwise):
+    the data that never came from the environment, shown apart from ``samples_trained``."""
     extra: dict[str, float] = field(default_factory=dict)
     """Learner and replay metrics, namespaced (``loss/policy``, ``replay/size``)."""
 
@@ -62,4 +65,7 @@ class MetricsRow:
         return row
 
 
-METRIC_FIELDS: tuple[str, ...] = tuple(f for f in MetricsRow.__dataclass_fields__ if f != "extra")
+METRIC_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(MetricsRow) if f.default is MISSING and f.default_factory is MISSING
+)
+"""The fields every row has (those with a default, such as ``samples_model``, may be absent)."""

@@ -334,6 +334,7 @@ _COLUMNS = (
     "ret_mean",
     "ret_smooth",
     "replay_ratio",
+    "model_ratio",
     "env_steps_per_s",
     "updates_per_s",
     "policy_lag",
@@ -466,6 +467,8 @@ class Run:
             st, es = finite_float(row.get("samples_trained")), finite_float(row.get("env_steps"))
             rr = st / es if st is not None and es else None
         c["replay_ratio"].append(rr)
+        sm, es = finite_float(row.get("samples_model")), finite_float(row.get("env_steps"))
+        c["model_ratio"].append(sm / es if sm and es else None)
         c["env_steps_per_s"].append(finite_float(row.get("env_steps_per_s")))
         c["updates_per_s"].append(finite_float(row.get("updates_per_s")))
         c["policy_lag"].append(finite_float(row.get("policy_lag")))
@@ -641,6 +644,7 @@ class Run:
             "best_return": self.best_return,
             "last_return": last("ret_smooth"),
             "replay_ratio": last("replay_ratio"),
+            "model_ratio": last("model_ratio"),
             "reuse": self.reuse(),
             "has_config": (self.path / "config.yaml").is_file(),
             "issues": [i.to_json() for i in issues],

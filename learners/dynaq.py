@@ -151,12 +151,14 @@ class DynaQLearner:
         self.rng = np.random.default_rng(cfg.planning_seed)
         self.updates = 0
         self.samples_model = 0
-        self.last_priorities: np.ndarray | None = None
 
     def _td(self, s, a, r, s2, term, gamma, weights=None) -> np.ndarray:
         y = q_learning_target(self.q, r, s2, term, gamma)
         cfg = self.cfg
         return tabular_td_step(self.q, self.update_counts, s, a, y, cfg.lr, cfg.lr_count_power, weights)
+
+    def set_progress(self, fraction: float) -> None:
+        """No schedule here: exploration lives in the workers' policy (qlearn's), not the learner."""
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
@@ -170,7 +172,7 @@ class DynaQLearner:
             self.model.observe(s[fresh], a[fresh], r[fresh], s2[fresh], term[fresh])
         gamma = np.asarray(batch.extras.get("discount", cfg.gamma), dtype=np.float64)
         td = self._td(s, a, r, s2, term, gamma, batch.weights)
-        self.last_priorities = np.abs(td).astype(np.float32)
+        priorities = np.abs(td).astype(np.float32)
 
         r_hat = self.model.r_hat()
         plan_td2 = 0.0
@@ -195,7 +197,7 @@ class DynaQLearner:
             },
             grad_steps=1 + cfg.planning_steps,
             samples_trained=len(s),
-            priorities=self.last_priorities,
+            priorities=priorities,
             samples_model=model_samples,
         )
 

@@ -150,7 +150,6 @@ class MBSACLearner:
         self.updates = 0
         self.model_steps = 0
         self.samples_model = 0
-        self.last_priorities: np.ndarray | None = None
         self._model_metrics: dict[str, float] = {}
 
     # the workers' policy is SAC's; these pass straight through
@@ -207,6 +206,9 @@ class MBSACLearner:
             if len(obs) == 0:
                 break
         return added
+
+    def set_progress(self, fraction: float) -> None:
+        """No schedule: the model, rollout and SAC rates are constant over the run."""
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg

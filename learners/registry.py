@@ -25,6 +25,8 @@ ALGORITHMS: dict[str, str] = {
     "sac": "tandem.learners.sac",
     "mbsac": "tandem.learners.mbsac",
     "td3": "tandem.learners.td3",
+    "a2c": "tandem.learners.a2c",
+    "rwr": "tandem.learners.rwr",
 }
 
 
@@ -52,6 +54,10 @@ class AlgoSpec:
     to_replay: Callable[[Any, Any], Any] | None = None
     """Optional (Rollout, config) -> Batch written to replay, e.g. n-step folding. Default:
     ``Rollout.to_batch()``."""
+    make_adder: Callable[[Any, Any], Any] | None = None
+    """Optional (config, policy) -> adder, built once per worker: a stateful callable that takes
+    each Rollout fragment and returns the Batch to write to replay (None: nothing yet), e.g.
+    holding episodes back until they end to attach their reward-to-go. Overrides ``to_replay``."""
 
 
 class UnknownAlgorithm(TandemError):

@@ -146,3 +146,40 @@ def n_step_returns(
             term[t] |= alive & terminated[t + k]
             alive &= ~(terminated[t + k] | truncated[t + k])
     return G.astype(np.float32), disc.astype(np.float32), term, last
+
+
+def n_step_targets(
+    rewards: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    gamma: float,
+    n: int,
+) -> np.ndarray:
+    """Bootstrapped n-step value targets, ``[T, N]``:
+
+        G_t^(n) = Σ_{k=0}^{m-1} γ^k r_{t+k} + γ^m (1 - terminated_{t+m-1}) V(s_{t+m})
+
+    with m = min(n, steps to the episode end, steps to the fragment end). A terminated step
+    ends the sum with no bootstrap; a truncated step ends it with V of the true final
+    observation (``next_values`` at that step); the fragment end bootstraps from V(next_obs[-1]).
+    n ≥ T gives A3C's "forward view up to the fragment end".
+    """
+    G, disc, term, last = n_step_returns(rewards, terminated, truncated, gamma, n)
+    boot = np.take_along_axis(next_values, last, axis=0)
+    return (G + disc * np.where(term, 0.0, boot)).astype(np.float32)
+
+
+def episode_reward_to_go(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """Discounted reward-to-go of one finished episode (or held-back segment), ``[L]``:
+
+        R_t = Σ_{k=t}^{L-1} γ^{k-t} r_k + γ^{L-t} · bootstrap
+
+    ``bootstrap`` is 0 after a terminated step and V(s_L) after a truncated one.
+    """
+    out = np.empty(len(rewards), dtype=np.float64)
+    future = float(bootstrap)
+    for t in range(len(rewards) - 1, -1, -1):
+        future = float(rewards[t]) + gamma * future
+        out[t] = future
+    return out.astype(np.float32)

@@ -156,6 +156,14 @@ FIELD_RULES: dict[str, Rule] = {
     **dict.fromkeys(["exploration_noise", "policy_noise", "noise_clip", "apex_alpha"], NON_NEGATIVE),
     **dict.fromkeys(["priority_alpha"], NON_NEGATIVE),
     **dict.fromkeys(["priority_eps"], POSITIVE),
+    # the lecture's later methods: a2c, rwr, dynaq, mbsac, and the count bonus
+    **dict.fromkeys(["n_steps", "max_hold_steps", "simhash_bits", "ensemble_size"], POSITIVE),
+    **dict.fromkeys(["model_hidden", "model_batch", "model_train_steps", "model_lr"], POSITIVE),
+    **dict.fromkeys(["model_data_capacity", "model_buffer_capacity"], POSITIVE),
+    **dict.fromkeys(["rollout_interval", "rollout_batch", "rollout_length"], POSITIVE),
+    **dict.fromkeys(["beta", "max_weight", "return_stats_rate"], POSITIVE),
+    **dict.fromkeys(["planning_steps", "planning_seed", "model_warmup", "bonus_beta"], NON_NEGATIVE),
+    "real_ratio": PROBABILITY,
 }
 """Valid range of each numeric field, by name, for RunConfig and every algorithm config. A
 float field not listed here must still be finite (``--stop-return nan`` is a mistake)."""

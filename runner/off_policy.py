@@ -138,7 +138,7 @@ def train_off_policy(s: Session) -> None:
                     limiter.record_sample(result.samples_trained)
                     published_every = cfg.weights_publish_interval
                     before = c.grad_updates
-                    c.record_update(result.grad_steps, result.samples_trained)
+                    c.record_update(result)
                     if c.grad_updates // published_every > before // published_every:
                         c.version += 1
                         weights = group.publish(learner.get_weights())

@@ -26,7 +26,7 @@ def train_on_policy(s: Session) -> None:
                 # 2. update
                 learner.set_progress(progress)
                 result = learner.update(batch)
-                c.record_update(result.grad_steps, result.samples_trained)
+                c.record_update(result)
                 # 3. broadcast the new weights
                 c.version += 1
                 weights = group.publish(learner.get_weights())

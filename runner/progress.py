@@ -100,6 +100,7 @@ class Reporter:
             updates_per_s=round(ups, 2),
             workers=workers,
             policy_lag=float(np.mean(self._lags)) if self._lags else 0.0,
+            samples_model=self.c.samples_model,
             extra={
                 "return_mean_window": self.recent_mean,
                 "worker_env_steps_per_s": [

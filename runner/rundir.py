@@ -29,6 +29,7 @@ import yaml
 
 from tandem.core.errors import TandemError
 from tandem.core.protocols import MetricsSink
+from tandem.core.types import UpdateResult
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Counters:
     episodes: int = 0
     grad_updates: int = 0
     samples_trained: int = 0
+    samples_model: int = 0
     iterations: int = 0
     version: int = 0
     wall_time_s: float = 0.0
@@ -55,10 +57,11 @@ class Counters:
         self.episodes += len(returns)
         self.recent_returns = (self.recent_returns + returns)[-window:]
 
-    def record_update(self, grad_steps: int, samples_trained: int) -> None:
-        """Count one ``Learner.update``: the optimizer steps and samples its UpdateResult reports."""
-        self.grad_updates += int(grad_steps)
-        self.samples_trained += int(samples_trained)
+    def record_update(self, result: UpdateResult) -> None:
+        """Count one ``Learner.update``: the optimizer steps, real and model samples it reports."""
+        self.grad_updates += int(result.grad_steps)
+        self.samples_trained += int(result.samples_trained)
+        self.samples_model += int(result.samples_model)
 
 
 def default_run_dir(algo: str, env_id: str, root: str | Path = "runs") -> Path:

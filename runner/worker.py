@@ -50,6 +50,7 @@ class RolloutWorker:
             worker_index=worker_index,
             num_workers=num_workers,
         )
+        self._adder = self.spec.make_adder(algo_config, self.policy) if self.spec.make_adder else None
         self.version = 0
         act_space = self.env.single_action_space
         self._clip = (act_space.low, act_space.high) if isinstance(act_space, gym.spaces.Box) else None
@@ -144,9 +145,13 @@ class RolloutWorker:
         """
         t0 = time.perf_counter()
         rollout = self.sample(num_steps, weights, version, progress)
-        batch = self.spec.to_replay(rollout, self.cfg) if self.spec.to_replay else rollout.to_batch()
+        if self._adder is not None:  # may hold steps back (None: nothing to write yet)
+            batch = self._adder(rollout)
+        else:
+            batch = self.spec.to_replay(rollout, self.cfg) if self.spec.to_replay else rollout.to_batch()
         if self._replay is not None:
-            self._replay.add(batch)
+            if batch is not None:
+                self._replay.add(batch)
             batch = None
         return Fragment(
             worker_index=self.worker_index,

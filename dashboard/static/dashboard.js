@@ -346,15 +346,25 @@
       cliponaxis: false,
       hovertemplate: "%{y}<br>each env step is trained on %{x:.2f} times on average<extra></extra>",
     };
-    const maxR = Math.max(...sorted.map((r) => r.replay_ratio || 1), 1);
+    // Model samples (Dyna-style learners): transitions the learner drew from its learned model,
+    // per env step, as their own bar beside the real data's reuse.
+    const withModel = sorted.filter((r) => r.model_ratio);
+    const model = {
+      type: "bar", orientation: "h", name: "model samples", y: withModel.map((r) => esc(`${r.label} · ${kindOf(r)}`)),
+      x: withModel.map((r) => r.model_ratio), marker: { color: "#9ca3af", pattern: { shape: "/" } },
+      text: withModel.map((r) => fmt(r.model_ratio, r.model_ratio < 10 ? 1 : 0) + "× model"), textposition: "outside",
+      cliponaxis: false,
+      hovertemplate: "%{y}<br>%{x:.2f} model-generated samples per env step<extra></extra>",
+    };
+    const maxR = Math.max(...sorted.map((r) => Math.max(r.replay_ratio || 1, r.model_ratio || 0)), 1);
     const ticks = [];
     for (let d = 0.1; d <= maxR * 3; d *= 10) for (const m of [1, 2, 5]) if (d * m <= maxR * 3 && d * m >= 0.5) ticks.push(+(d * m).toPrecision(2));
     // A line between the on-policy and off-policy rows (rows are sorted on-policy first).
     const split = sorted.findIndex((r) => r.on_policy !== true);
     const splitAt = split > 0 ? split - 0.5 : null;
-    draw($("plot-reuse-ratio"), [ratio], baseLayout("Replay ratio (samples trained / env steps)",
+    draw($("plot-reuse-ratio"), withModel.length ? [ratio, model] : [ratio], baseLayout("Replay ratio (samples trained / env steps)",
       "uses per env step (log scale)", "", {
-        height: h, margin: { l: 8, r: 40, t: 40, b: 48 }, showlegend: false,
+        height: h, margin: { l: 8, r: 40, t: 40, b: 48 }, showlegend: withModel.length > 0, barmode: "group",
         xaxis: { title: { text: "uses per env step (log scale)" }, type: "log", range: [-0.3, Math.log10(maxR * 3)],
           gridcolor: "#eef0f3", tickvals: ticks, ticktext: ticks.map((t) => t + "×") },
         yaxis: { automargin: true, title: { text: "" } },

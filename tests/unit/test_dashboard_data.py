@@ -330,3 +330,22 @@ def test_on_policy_unknown_before_the_first_row(tmp_path):
     store = RunStore([d])
     store.refresh()
     assert by_id(store)["r"]["on_policy"] is None
+
+
+def test_model_samples_are_served_apart_from_the_replay_ratio(tmp_path):
+    """A Dyna-style run's samples_model becomes its own per-env-step ratio (the reuse panel's
+    'model samples' bar); model-free runs have none."""
+    cfg = {"algo": "dynaq", "env_id": "FrozenLake-v1", "seed": 0, "on_policy": False}
+    dyna = write_run(
+        tmp_path / "dynaq-FrozenLake-v1-20250101-000000",
+        [row(100, [0.0], samples_model=500), row(200, [1.0], samples_model=3000)],
+        config=cfg,
+    )
+    plain = write_run(tmp_path / "pg-CartPole-v1-20250101-000000", [row(100, [1.0])])
+    store = RunStore([tmp_path])
+    store.refresh()
+    runs = by_id(store)
+    assert runs[dyna.name]["model_ratio"] == 15.0 and runs[dyna.name]["replay_ratio"] == 1.0
+    assert runs[plain.name]["model_ratio"] is None
+    assert store.metrics(dyna.name)["cols"]["model_ratio"] == [5.0, 15.0]
+    assert not any("lack schema fields" in i["message"] for i in runs[plain.name]["issues"])

@@ -107,7 +107,7 @@ def test_dqn_trains_on_the_bonus_and_the_replay_keeps_raw_rewards():
     plain = DQNLearner(obs_space, act_space, replace(base, exploration_bonus="none"))
     torch.manual_seed(0)
     bonused = DQNLearner(obs_space, act_space, replace(base, exploration_bonus="count", bonus_beta=2.0))
-    m_plain, m_bonus = plain.update(batch), bonused.update(batch)
+    m_plain, m_bonus = plain.update(batch).metrics, bonused.update(batch).metrics
     assert "stats/bonus_mean" not in m_plain
     # each of 16 uniform points is alone in its cell or nearly: the mean bonus is near β
     assert 1.0 < m_bonus["stats/bonus_mean"] <= 2.0
@@ -144,9 +144,9 @@ def test_sac_adds_the_bonus_to_its_critic_target():
     torch.manual_seed(0)
     bonused = SACLearner(obs_space, act_space, replace(base, exploration_bonus="count", bonus_beta=2.0))
     torch.manual_seed(1)
-    m_plain = plain.update(batch)
+    m_plain = plain.update(batch).metrics
     torch.manual_seed(1)
-    m_bonus = bonused.update(batch)
+    m_bonus = bonused.update(batch).metrics
     assert "stats/bonus_mean" not in m_plain
     assert m_bonus["stats/target_mean"] == pytest.approx(
         m_plain["stats/target_mean"] + m_bonus["stats/bonus_mean"], rel=1e-5

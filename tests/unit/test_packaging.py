@@ -1,5 +1,6 @@
 """The installed package has one top-level name, ``tandem``; tests/ and benchmarks/ stay out."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    had_build = (ROOT / "build").exists()
     # No build isolation: the venv's setuptools builds it, so the test needs no package index.
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out)]
@@ -21,6 +23,8 @@ def wheel(tmp_path_factory) -> Path:
         check=True,
         timeout=240,
     )
+    if not had_build:  # setuptools stages the wheel in ./build: leave the checkout as it was
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
     (path,) = out.glob("tandem_rl-*.whl")
     return path
 

@@ -98,7 +98,15 @@ def test_update_returns_update_result_on_a_tiny_batch(built):
     if spec.on_policy:
         batch = concat_rollouts([rollout])
     else:
-        written = spec.to_replay(rollout, cfg) if spec.to_replay else rollout.to_batch()
+        if spec.make_adder is not None:  # rwr: whole episodes with their reward-to-go
+            adder = spec.make_adder(cfg, None)
+            worker = RolloutWorker(env_id, 2, spec.name, cfg, seed=0)
+            written = None
+            while written is None:
+                written = adder(worker.sample(8, learner.get_weights(), version=1))
+            worker.close()
+        else:
+            written = spec.to_replay(rollout, cfg) if spec.to_replay else rollout.to_batch()
         replay = make_replay("memory", capacity=1_000, example=written, seed=0)
         replay.add(written)
         batch = replay.sample(8)
