@@ -33,6 +33,7 @@ from tandem.agents.torch_utils import adam, module_weights
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import PrioritizedReplayConfig
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec, discrete_only
 from tandem.learners.returns import n_step_returns, td_target
 
@@ -173,7 +174,11 @@ class DQNLearner:
             "stats/grad_norm": float(grad_norm),
             "stats/epsilon": float(self.epsilon),
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().numpy())
+        return checked(
+            UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().numpy()),
+            batch,
+            self.updates,
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.q)

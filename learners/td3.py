@@ -40,6 +40,7 @@ from tandem.agents.offpolicy import (
 from tandem.agents.torch_utils import adam, flat_obs_dim, module_weights
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
@@ -148,7 +149,11 @@ class TD3Learner:
             "stats/target_mean": float(y.mean()),
             "stats/td_abs": float(td.mean()),
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.numpy())
+        return checked(
+            UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.numpy()),
+            batch,
+            self.updates,
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.actor)
