@@ -53,7 +53,7 @@ def ray_descendants():
         for kid in children.get(todo.pop(), []):
             todo.append(kid)
             _, start, cmd = procs[kid]
-            if cmd.startswith(b"ray::") or b"/ray/" in cmd:
+            if kid != os.getpid() and (cmd.startswith(b"ray::") or b"/ray/" in cmd):
                 out[kid] = start
     return out
 
