@@ -24,13 +24,21 @@ class NonFiniteError(TandemError):
     """A loss or a training batch held NaN or inf; the message names which, and where."""
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _float_arrays(batch: Any) -> list[tuple[str, np.ndarray]]:
+    """``(name, array)`` for every float array of a ``Batch`` or ``Rollout``, extras included."""
+    cls = type(batch)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(batch)) if is_dataclass(batch) else ()
     out: list[tuple[str, np.ndarray]] = []
-    items = [(f.name, getattr(batch, f.name)) for f in fields(batch)] if is_dataclass(batch) else []
-    for name, value in items:
+    for name in names:
+        value = getattr(batch, name)
         if isinstance(value, dict):
             out += [(f"{name}.{k}", v) for k, v in value.items() if isinstance(v, np.ndarray)]
-        elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        elif isinstance(value, np.ndarray):
             out.append((name, value))
     return [(n, a) for n, a in out if a.dtype.kind == "f"]
 
