@@ -19,6 +19,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     rows = write_summary(source)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.ensure_newline()
+        reporter.write_line("")
         reporter.write_sep("=", f"fault suite: {source.with_suffix('.json')}")
         reporter.write_line(table(rows))
