@@ -77,8 +77,10 @@ def count_unacknowledged(c: Counters, inserted: int) -> int:
 
     It runs where no worker of this run can write: when the run attaches to the replay (a resume
     after a crash; the old workers died with their driver) and at the end, after the fragments
-    in flight were waited for. Their episodes' returns are unknown and are not counted. A first
-    call (``replay_base`` -1) records the base: a run may share a buffer that others filled.
+    in flight were waited for; and only on a buffer that is this run's alone (the default name,
+    the run directory's): a buffer shared by name with other runs holds their inserts too.
+    The unreported fragments' episode returns are unknown and are not counted. A first call
+    (``replay_base`` -1) records the base: the cursor before this run's first insert.
     Returns the transitions added to ``env_steps`` (negative: the replay holds fewer than
     counted, which only a replay restored from an older snapshot explains; nothing is changed).
     """
@@ -107,7 +109,11 @@ def train_off_policy(s: Session) -> None:
     run, cfg, c, learner = s.run_cfg, s.algo_cfg, s.counters, s.learner
     from tandem.replay import RateLimiter
 
+    # A buffer named after the run is this run's alone; one the user named may be shared with
+    # other runs, whose inserts its cursor counts too: only reported fragments count there.
+    own_replay = not run.replay_name
     buffer, writer_spec, server = open_replay(s)
+    own_replay = own_replay and writer_spec is not None
     steps_per_call = cfg.fragment_length
     chunk = steps_per_call * run.envs_per_worker
     # The slack must cover one sample batch plus one worker fragment's worth of samples, or
@@ -116,7 +122,7 @@ def train_off_policy(s: Session) -> None:
     limiter = RateLimiter(
         min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack
     )
-    if writer_spec is not None:
+    if own_replay:
         buffer.sync()
         count_unacknowledged(c, buffer.inserted)
     if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
@@ -211,7 +217,7 @@ def train_off_policy(s: Session) -> None:
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.
             buffer.sync()
-            if writer_spec is not None:
+            if own_replay:
                 count_unacknowledged(c, buffer.inserted)
             s.log(row())
     finally:
