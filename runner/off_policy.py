@@ -209,6 +209,8 @@ def train_off_policy(s: Session) -> None:
                         s.checkpoint()
             # Fragments still in flight write to the replay whether or not anyone waits for
             # them: take them in, so that each one is counted (issue 13: 64 uncounted per run).
+            # The in-process group runs its pending calls now: at most one fragment per worker
+            # past the budget, as on Ray.
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             while inflight and time.monotonic() < deadline:
                 for handle in group.wait(list(inflight), timeout=1.0):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,6 +184,8 @@ def test_driver_sigkill_then_resume_counts_every_transition_once(tmp_path):
     assert code == 0, err[-3000:]
     rs = rows(run_dir)
     back = monotonic(rs)
+    # what the resume found in the replay that the killed driver never counted
+    found = re.search(r"counted (\d+) transitions that reached the replay without a report", err)
     got = replay_tally(run_dir, rs[-1]["env_steps"])
     status = json.loads((run_dir / "status.json").read_text())
     record(
@@ -191,6 +194,8 @@ def test_driver_sigkill_then_resume_counts_every_transition_once(tmp_path):
         f"checkpoint {last_ckpt}, then --resume",
         **got,
         counters_went_back=back,
+        counted_at_resume_from_replay=int(found.group(1)) if found else 0,
+        rows_before_kill_max_env_steps=before_kill,
         ray_processes_outlived_driver_s=ray_outlived_s,
         outcome="resumed; rows monotonic; every replay transition counted once"
         if not back and got["written"] == got["counted"] and not got["duplicated"]
