@@ -3,9 +3,12 @@ batch would otherwise spread silently into the weights, the workers and every la
 
 Cost, chosen to stay near zero: the losses are checked on the Python floats that the update
 already reported in its metrics (``float(loss)`` was the one device sync each update pays
-anyway), and the batch's float arrays with one ``np.isfinite(...).all()`` each, which for a
-256 x 17 batch takes about a microsecond per array. The update that meets the NaN has already
-stepped, but the run then ends without saving: the last good checkpoint is kept.
+anyway), and the batch's float arrays with one ``np.isfinite(...).all()`` each.
+``benchmarks/finite_check.py`` measured 14 us per update for DQN's batch of 64 (about 1% of a
+1.35 ms update) and for SAC's batch of 256 (0.1% of a 14 ms update); updates/s with and
+without the check were within noise (+2.0% and -0.7%, 9 interleaved rounds, shared 2 cores).
+The update that meets the NaN has already stepped, but the run then ends without saving: the
+last good checkpoint is kept.
 """
 
 from __future__ import annotations
