@@ -18,6 +18,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from tandem.cluster.telemetry import RayMetrics
+from tandem.cluster.watchdog import tie_ray_to_driver
 from tandem.core.errors import TandemError
 from tandem.core.protocols import Weights, WorkerLost
 from tandem.runner.worker import RolloutWorker
@@ -80,7 +81,20 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
         )
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
+    tie_ray_to_driver()  # a SIGKILLed driver must not leave Ray's agents behind (issue 13)
     return "local"
+
+
+def worker_error(e: RayTaskError) -> BaseException:
+    """The exception a worker raised, as the worker raised it, instead of Ray's wrapper.
+
+    ``ray.get`` wraps it in a ``RayTaskError`` whose message is the remote traceback, many lines
+    with ANSI colour codes: a TandemError (a Redis outage, a corrupt or mismatched replay, a bad
+    config) must reach the user as its own one line. The original object travels inside the
+    wrapper (``cause``); an exception that cannot be rebuilt keeps Ray's wrapper.
+    """
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e
 
 
 class RayWorkerGroup:
@@ -99,6 +113,7 @@ class RayWorkerGroup:
         self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
         self._calls: dict[ray.ObjectRef, int] = {}  # submitted call -> worker index
         self._restarts = 0
+        self._incarnation = [0] * num_workers  # deaths of each worker: its restarts' seed salt
         # One placement group reserves every worker's CPUs at once. Placing actors one by one
         # deadlocked when two runs shared a cluster too small for both: each got some of its
         # workers and waited forever for the rest. Now the second run waits for the first.
@@ -159,13 +174,17 @@ class RayWorkerGroup:
                     del self.parked[i]
                     log.warning("worker %d is back after a restart", i)
                 except RayActorError:
-                    self.parked[i] = self.actors[i].ping.remote()
+                    self._incarnation[i] += 1
+                    self.parked[i] = self.actors[i].reincarnate.remote(self._incarnation[i])
         return [i for i in range(self.num_workers) if i not in self.parked]
 
     def park(self, i: int, err: BaseException) -> None:
         log.warning("worker %d died (%s); continuing with the others", i, type(err).__name__)
         self._restarts += 1
-        self.parked[i] = self.actors[i].ping.remote()
+        # Ray rebuilds the actor with its first arguments, so its envs would replay the first
+        # incarnation's episodes bit for bit: the re-admitting call reseeds them (issue 13).
+        self._incarnation[i] += 1
+        self.parked[i] = self.actors[i].reincarnate.remote(self._incarnation[i])
 
     def publish(self, weights: Weights) -> ray.ObjectRef:
         """One object in the store, shared by every worker (not one copy per call)."""
@@ -186,6 +205,8 @@ class RayWorkerGroup:
         i = self._calls.pop(handle, -1)
         try:
             return ray.get(handle)
+        except RayTaskError as e:
+            raise worker_error(e) from None
         except RayActorError as e:
             raise WorkerLost(i, type(e).__name__) from e
 
@@ -213,6 +234,8 @@ class RayWorkerGroup:
         for i, ref in refs.items():
             try:
                 out.append(ray.get(ref, timeout=timeout_s))
+            except RayTaskError as e:
+                raise worker_error(e) from None
             except (RayActorError, GetTimeoutError) as e:
                 self.park(i, e)
         return out

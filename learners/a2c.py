@@ -35,6 +35,7 @@ from tandem.agents.actor_critic import ActorCritic
 from tandem.agents.torch_utils import DeviceConfig, adam, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
+from tandem.learners.finite import checked
 from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae, n_step_targets
@@ -142,18 +143,22 @@ class A2CLearner:
         self.updates += 1
         var_y = float(fb.returns.var())
         explained = float("nan") if var_y == 0 else 1 - float((fb.returns - fb.values_old).var()) / var_y
-        return UpdateResult(
-            metrics={
-                "loss/policy": pi_loss.item(),
-                "loss/value": v_loss.item(),
-                "stats/entropy": ent.mean().item(),
-                "stats/grad_norm": float(grad_norm),
-                "stats/lr": lr,
-                "stats/explained_variance": explained,
-                "stats/target_mean": float(fb.returns.mean()),
-            },
-            grad_steps=1,
-            samples_trained=len(fb),
+        return checked(
+            UpdateResult(
+                metrics={
+                    "loss/policy": pi_loss.item(),
+                    "loss/value": v_loss.item(),
+                    "stats/entropy": ent.mean().item(),
+                    "stats/grad_norm": float(grad_norm),
+                    "stats/lr": lr,
+                    "stats/explained_variance": explained,
+                    "stats/target_mean": float(fb.returns.mean()),
+                },
+                grad_steps=1,
+                samples_trained=len(fb),
+            ),
+            rollout,
+            self.updates,
         )
 
     def get_weights(self) -> dict[str, np.ndarray]:

@@ -34,6 +34,7 @@ from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import PrioritizedReplayConfig
 from tandem.learners.exploration import make_count_bonus, with_bonus
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec, discrete_only
 from tandem.learners.returns import n_step_returns, td_target
 
@@ -178,7 +179,11 @@ class DQNLearner:
             "stats/epsilon": float(self.epsilon),
             **bonus_metrics,
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().cpu().numpy())
+        return checked(
+            UpdateResult(metrics, grad_steps=1, samples_trained=n, priorities=td.abs().cpu().numpy()),
+            batch,
+            self.updates,
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.q)

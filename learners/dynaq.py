@@ -35,6 +35,7 @@ import torch
 from tandem.core.errors import TandemError
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.exploration import FirstSeen
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.tabular import (
     QLearnConfig,
@@ -185,20 +186,24 @@ class DynaQLearner:
         self.updates += 1
         model_samples = cfg.planning_steps * n_plan
         self.samples_model += model_samples
-        return UpdateResult(
-            metrics={
-                "loss/td": float(np.mean(td**2)),
-                "loss/td_model": plan_td2,
-                "stats/q_mean": float(self.q[s, a].mean()),
-                "stats/q_max": float(self.q.max()),
-                "stats/pairs_visited": float((self.model.n > 0).sum()),
-                "stats/model_transitions": float(self.model.n.sum()),
-                "stats/model_outcomes": float(len(self.model.keys)),
-            },
-            grad_steps=1 + cfg.planning_steps,
-            samples_trained=len(s),
-            priorities=priorities,
-            samples_model=model_samples,
+        return checked(
+            UpdateResult(
+                metrics={
+                    "loss/td": float(np.mean(td**2)),
+                    "loss/td_model": plan_td2,
+                    "stats/q_mean": float(self.q[s, a].mean()),
+                    "stats/q_max": float(self.q.max()),
+                    "stats/pairs_visited": float((self.model.n > 0).sum()),
+                    "stats/model_transitions": float(self.model.n.sum()),
+                    "stats/model_outcomes": float(len(self.model.keys)),
+                },
+                grad_steps=1 + cfg.planning_steps,
+                samples_trained=len(s),
+                priorities=priorities,
+                samples_model=model_samples,
+            ),
+            batch,
+            self.updates,
         )
 
     def get_weights(self) -> dict[str, np.ndarray]:

@@ -37,6 +37,7 @@ from tandem.agents.torch_utils import adam, flat_obs_dim
 from tandem.core.errors import TandemError
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.exploration import FirstSeen
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.sac import ENV_PRESETS, SACConfig, SACLearner, make_policy
 
@@ -237,17 +238,21 @@ class MBSACLearner:
         sac_metrics = out.metrics if isinstance(out, UpdateResult) else out
         self.updates += 1
         self.samples_model += n_model
-        return UpdateResult(
-            metrics={
-                **sac_metrics,
-                **self._model_metrics,
-                "stats/model_buffer": float(self.model_buffer.size),
-                "stats/model_fraction": n_model / len(mixed),
-            },
-            grad_steps=1 + cfg.model_train_steps,
-            samples_trained=len(batch),
-            priorities=None,
-            samples_model=n_model,
+        return checked(
+            UpdateResult(
+                metrics={
+                    **sac_metrics,
+                    **self._model_metrics,
+                    "stats/model_buffer": float(self.model_buffer.size),
+                    "stats/model_fraction": n_model / len(mixed),
+                },
+                grad_steps=1 + cfg.model_train_steps,
+                samples_trained=len(batch),
+                priorities=None,
+                samples_model=n_model,
+            ),
+            batch,
+            self.updates,
         )
 
     def state_dict(self) -> dict[str, Any]:

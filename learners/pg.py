@@ -25,6 +25,7 @@ from tandem.agents.actor_critic import ActorCritic
 from tandem.agents.torch_utils import DeviceConfig, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
+from tandem.learners.finite import checked
 from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import full_return, reward_to_go
@@ -122,7 +123,9 @@ class PGLearner:
             "stats/grad_norm": float(grad_norm),
             "stats/return_to_go_mean": float(fb.returns.mean()),
         }
-        return UpdateResult(metrics, grad_steps=grad_steps, samples_trained=len(fb))
+        return checked(
+            UpdateResult(metrics, grad_steps=grad_steps, samples_trained=len(fb)), rollout, self.updates
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.model.get_weights()

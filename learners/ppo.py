@@ -22,6 +22,7 @@ from tandem.agents.actor_critic import ActorCritic
 from tandem.agents.torch_utils import DeviceConfig, adam, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
+from tandem.learners.finite import checked
 from tandem.learners.on_policy import critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae
@@ -159,7 +160,9 @@ class PPOLearner:
         var_y = float(fb.returns.var())
         explained = float("nan") if var_y == 0 else 1 - float((fb.returns - fb.values_old).var()) / var_y
         metrics = {**stats, "stats/lr": lr, "stats/clip_eps": eps, "stats/explained_variance": explained}
-        return UpdateResult(metrics, grad_steps=steps, samples_trained=samples)
+        return checked(
+            UpdateResult(metrics, grad_steps=steps, samples_trained=samples), rollout, self.updates
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.model.get_weights()

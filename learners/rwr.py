@@ -38,6 +38,7 @@ import torch
 from tandem.agents.scaled_value import ScaledValueActorCritic
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import OffPolicyConfig
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import episode_reward_to_go
 
@@ -225,20 +226,24 @@ class RWRLearner:
             with torch.no_grad():
                 m.log_std.clamp_(min=cfg.min_log_std)
         self.updates += 1
-        return UpdateResult(
-            metrics={
-                "loss/policy": pi_loss.item(),
-                "loss/value": v_loss.item(),
-                "stats/entropy": m.entropy(d).mean().item(),
-                "stats/grad_norm": float(grad_norm),
-                "stats/weight_max": w.max().item(),
-                "stats/weight_clip_frac": (w >= cfg.max_weight).float().mean().item(),
-                # Kish's effective sample size as a fraction of B: how many samples really count.
-                "stats/weight_ess_frac": (w.sum() ** 2 / (w.pow(2).sum() * len(w))).item(),
-                "stats/return_to_go_mean": R.mean().item(),
-            },
-            grad_steps=1,
-            samples_trained=len(batch),
+        return checked(
+            UpdateResult(
+                metrics={
+                    "loss/policy": pi_loss.item(),
+                    "loss/value": v_loss.item(),
+                    "stats/entropy": m.entropy(d).mean().item(),
+                    "stats/grad_norm": float(grad_norm),
+                    "stats/weight_max": w.max().item(),
+                    "stats/weight_clip_frac": (w >= cfg.max_weight).float().mean().item(),
+                    # Kish's effective sample size as a fraction of B: how many samples really count.
+                    "stats/weight_ess_frac": (w.sum() ** 2 / (w.pow(2).sum() * len(w))).item(),
+                    "stats/return_to_go_mean": R.mean().item(),
+                },
+                grad_steps=1,
+                samples_trained=len(batch),
+            ),
+            batch,
+            self.updates,
         )
 
     def get_weights(self) -> dict[str, np.ndarray]:

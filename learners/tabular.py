@@ -25,6 +25,7 @@ from tandem.core.errors import TandemError
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import OffPolicyConfig
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.returns import td_target
 
@@ -149,8 +150,12 @@ class TabularTDLearner:
             "stats/pairs_visited": float((self.update_counts > 0).sum()),
         }
         # One sweep over the batch counts as one step, so grad_updates counts learner calls.
-        return UpdateResult(
-            metrics, grad_steps=1, samples_trained=len(s), priorities=np.abs(td).astype(np.float32)
+        return checked(
+            UpdateResult(
+                metrics, grad_steps=1, samples_trained=len(s), priorities=np.abs(td).astype(np.float32)
+            ),
+            batch,
+            self.updates,
         )
 
     def get_weights(self) -> dict[str, np.ndarray]:

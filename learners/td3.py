@@ -41,6 +41,7 @@ from tandem.agents.torch_utils import adam, flat_obs_dim, learner_device, module
 from tandem.core.types import Batch, UpdateResult
 from tandem.learners.config import ActorCriticReplayConfig
 from tandem.learners.exploration import make_count_bonus, with_bonus
+from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec, continuous_only
 from tandem.learners.returns import td_target
 
@@ -151,7 +152,11 @@ class TD3Learner:
             "stats/td_abs": float(td.mean()),
             **bonus_metrics,
         }
-        return UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.cpu().numpy())
+        return checked(
+            UpdateResult(metrics, grad_steps=1, samples_trained=len(batch), priorities=td.cpu().numpy()),
+            batch,
+            self.updates,
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self.actor)

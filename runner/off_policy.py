@@ -12,6 +12,7 @@ from tandem.core.errors import TandemError
 from tandem.core.protocols import ReplayBuffer, WorkerLost
 from tandem.core.types import Fragment
 from tandem.learners.config import PrioritizedReplayConfig
+from tandem.runner.rundir import Counters
 from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
@@ -58,11 +59,61 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     return buffer, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server
 
 
+DRAIN_TIMEOUT_S = 60.0
+"""How long the end of a run waits for the fragments still in flight."""
+
+
+def count_unacknowledged(c: Counters, inserted: int) -> int:
+    """Count the transitions that the shared replay holds but no fragment result reported.
+
+    Invariant: ``c.env_steps == inserted - c.replay_base`` whenever no worker is writing. Each
+    worker writes its fragment to Redis itself, then reports it to the driver, which counts it;
+    a report can be lost after its write was acknowledged: the driver was killed (SIGKILL, OOM)
+    or interrupted, or the worker died between writing and replying. Those transitions are real
+    env steps and sit in the replay, so they are counted here, from Redis' insert cursor (rows
+    ever inserted; idempotent per writer and sequence number, so a retried write is one row):
+
+        uncounted = inserted - replay_base - env_steps
+
+    It runs where no worker of this run can write: when the run attaches to the replay (a resume
+    after a crash; the old workers died with their driver) and at the end, after the fragments
+    in flight were waited for; and only on a buffer that is this run's alone (the default name,
+    the run directory's): a buffer shared by name with other runs holds their inserts too.
+    The unreported fragments' episode returns are unknown and are not counted. A first call
+    (``replay_base`` -1) records the base: the cursor before this run's first insert.
+    Returns the transitions added to ``env_steps`` (negative: the replay holds fewer than
+    counted, which only a replay restored from an older snapshot explains; nothing is changed).
+    """
+    if c.replay_base < 0:
+        c.replay_base = inserted - c.env_steps if c.env_steps else inserted
+        return 0
+    uncounted = inserted - c.replay_base - c.env_steps
+    if uncounted > 0:
+        c.env_steps += uncounted
+        log.warning(
+            "counted %d transitions that reached the replay without a report (a killed driver "
+            "or worker): env_steps is now %d",
+            uncounted,
+            c.env_steps,
+        )
+    elif uncounted < 0:
+        log.warning(
+            "the replay holds %d fewer transitions than this run counted: was it restored from an "
+            "older snapshot?",
+            -uncounted,
+        )
+    return uncounted
+
+
 def train_off_policy(s: Session) -> None:
     run, cfg, c, learner = s.run_cfg, s.algo_cfg, s.counters, s.learner
     from tandem.replay import RateLimiter
 
+    # A buffer named after the run is this run's alone; one the user named may be shared with
+    # other runs, whose inserts its cursor counts too: only reported fragments count there.
+    own_replay = not run.replay_name
     buffer, writer_spec, server = open_replay(s)
+    own_replay = own_replay and writer_spec is not None
     steps_per_call = cfg.fragment_length
     chunk = steps_per_call * run.envs_per_worker
     # The slack must cover one sample batch plus one worker fragment's worth of samples, or
@@ -71,6 +122,9 @@ def train_off_policy(s: Session) -> None:
     limiter = RateLimiter(
         min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack
     )
+    if own_replay:
+        buffer.sync()
+        count_unacknowledged(c, buffer.inserted)
     if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
         limiter.observe_inserted(c.env_steps)
         limiter.record_sample(c.samples_trained)
@@ -83,6 +137,21 @@ def train_off_policy(s: Session) -> None:
         last_report = time.monotonic()
         metrics: dict[str, float] = {}
         bs = cfg.batch_size
+
+        def take(handle: Any) -> None:
+            """Count one finished call's fragment (and insert it, for the in-memory replay)."""
+            i = inflight.pop(handle)
+            idle.add(i)
+            try:
+                frag: Fragment = group.result(handle)
+            except WorkerLost as e:
+                group.park(i, e)
+                idle.discard(i)
+                return
+            if frag.batch is not None:
+                buffer.add(frag.batch)
+            limiter.record_insert(frag.env_steps)
+            s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
 
         def row():
             """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
@@ -110,18 +179,7 @@ def train_off_policy(s: Session) -> None:
                     if starved:
                         time.sleep(0.01)
                 for handle in ready:
-                    i = inflight.pop(handle)
-                    idle.add(i)
-                    try:
-                        frag: Fragment = group.result(handle)
-                    except WorkerLost as e:
-                        group.park(i, e)
-                        idle.discard(i)
-                        continue
-                    if frag.batch is not None:
-                        buffer.add(frag.batch)
-                    limiter.record_insert(frag.env_steps)
-                    s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
+                    take(handle)
                 # 3. learn as far as the rate limiter allows, then go back to the workers
                 t_learn = time.monotonic()
                 while (
@@ -149,10 +207,20 @@ def train_off_policy(s: Session) -> None:
                     s.log(row())
                     if c.iterations % run.checkpoint_every == 0:
                         s.checkpoint()
+            # Fragments still in flight write to the replay whether or not anyone waits for
+            # them: take them in, so that each one is counted (issue 13: 64 uncounted per run).
+            # The in-process group runs its pending calls now: at most one fragment per worker
+            # past the budget, as on Ray.
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while inflight and time.monotonic() < deadline:
+                for handle in group.wait(list(inflight), timeout=1.0):
+                    take(handle)
             c.iterations += 1
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.
             buffer.sync()
+            if own_replay:
+                count_unacknowledged(c, buffer.inserted)
             s.log(row())
     finally:
         if group is not None:

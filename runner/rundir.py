@@ -45,6 +45,11 @@ class Counters:
     version: int = 0
     wall_time_s: float = 0.0
     recent_returns: list[float] = field(default_factory=list)
+    sessions: int = 0
+    """Processes that ran this run before this one (0: a fresh run): the resumed workers' seed salt."""
+    replay_base: int = -1
+    """The shared replay's insert cursor when this run began writing to it (-1: not tracked, an
+    in-memory replay or none): the run's transitions in it are ``cursor - replay_base``."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -64,6 +69,96 @@ class Counters:
         self.samples_model += int(result.samples_model)
 
 
+COUNTED = ("env_steps", "episodes", "grad_updates", "samples_trained")
+"""Counters that a metrics row also holds, so a resume can continue them from the last row."""
+
+
+def continue_counters(ckpt: Counters, last_row: dict[str, Any] | None) -> Counters:
+    """The counters a resumed run starts from: the checkpoint's, raised to the last metrics row's.
+
+    A process killed after its last checkpoint already appended rows with higher counters; the
+    rows must never go back (13,568 -> 12,480 env steps, issue 13), so each counted total is
+    ``max(checkpoint, last row)``, and ``wall_time_s`` likewise. This keeps counting work that
+    the crash threw away (the steps collected and the updates made after the checkpoint happened,
+    and sample efficiency must pay for them); the learner's parameters restart from the
+    checkpoint. Returns a new ``Counters``; ``ckpt`` is not changed.
+    """
+    c = Counters(**{**ckpt.to_dict(), "recent_returns": list(ckpt.recent_returns)})
+    if not last_row:
+        return c
+    for name in COUNTED:
+        v = last_row.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            setattr(c, name, max(getattr(c, name), int(v)))
+    wall = last_row.get("wall_time_s")
+    if isinstance(wall, int | float) and not isinstance(wall, bool):
+        c.wall_time_s = max(c.wall_time_s, float(wall))
+    return c
+
+
+def last_metrics_row(path: Path, repair: bool = False) -> dict[str, Any] | None:
+    """The last whole row of metrics.jsonl (None: no rows). A process killed mid-write leaves
+    a partial last line; ``repair`` cuts it off, so the next appended row starts on its own line."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if repair and end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    for line in reversed(data[:end].splitlines()):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            return row
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_status(run_dir: str | Path, mark_dead: bool = True) -> dict[str, Any] | None:
+    """status.json, with a dead run found out: one that says "running" while the process that
+    wrote it is gone from this host (SIGKILL, OOM killer, power loss) is "crashed", and with
+    ``mark_dead`` the file is rewritten to say so. None if there is no status.json."""
+    path = Path(run_dir) / "status.json"
+    try:
+        st = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = st.get("pid")
+    if (
+        st.get("status") == "running"
+        and st.get("host") == socket.gethostname()
+        and isinstance(pid, int)
+        and pid != os.getpid()
+        and not pid_alive(pid)
+    ):
+        st["status"] = "crashed"
+        st["error"] = (
+            f"the process (pid {pid}) died without closing the run (killed?): resume with --resume {run_dir}"
+        )
+        if mark_dead:
+            tmp = path.with_name(".status.json.tmp")
+            tmp.write_text(json.dumps(st))
+            os.replace(tmp, path)
+    return st
+
+
 def default_run_dir(algo: str, env_id: str, root: str | Path = "runs") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe_env = env_id.replace("/", "_").replace(":", "_")
@@ -75,8 +170,9 @@ def default_run_dir(algo: str, env_id: str, root: str | Path = "runs") -> Path:
     return path
 
 
-def write_status(run_dir: Path, status: str, error: str | None = None) -> None:
-    """status.json, replaced atomically: running | finished | crashed, with a heartbeat."""
+def write_status(run_dir: Path, status: str, error: str | None = None, session: int = 0) -> None:
+    """status.json, replaced atomically: running | finished | crashed, with a heartbeat.
+    ``session`` numbers the processes that ran this run (0 first, +1 per resume)."""
     tmp = run_dir / ".status.json.tmp"
     payload = {
         "status": status,
@@ -84,6 +180,7 @@ def write_status(run_dir: Path, status: str, error: str | None = None) -> None:
         "host": socket.gethostname(),
         "updated": time.time(),
         "error": error,
+        "session": session,
     }
     tmp.write_text(json.dumps(payload))
     os.replace(tmp, run_dir / "status.json")
@@ -110,8 +207,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class RunDir:
     """Writes one run's outputs. Append-only metrics; atomic checkpoints (write, then rename)."""
 
-    def __init__(self, path: str | Path, config: dict[str, Any] | None = None, resume: bool = False):
+    def __init__(
+        self, path: str | Path, config: dict[str, Any] | None = None, resume: bool = False, session: int = 0
+    ):
         self.path = Path(path)
+        self.session = session
         self.ckpt_dir = self.path / "checkpoints"
         if config is not None and not resume:
             if (self.path / "metrics.jsonl").exists():
@@ -122,6 +222,8 @@ class RunDir:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            last_metrics_row(self.path / "metrics.jsonl", repair=True)
         self._metrics = open(self.path / "metrics.jsonl", "a", buffering=1)
         self._tb = None
         self._sinks: list[MetricsSink] = []
@@ -144,7 +246,7 @@ class RunDir:
         self.set_status("running")
 
     def set_status(self, status: str, error: str | None = None) -> None:
-        write_status(self.path, status, error)
+        write_status(self.path, status, error, self.session)
 
     def close(self, status: str = "finished", error: str | None = None) -> None:
         self.set_status(status, error)

@@ -5,6 +5,8 @@ hands it to a driver; the drivers import this module, and this module imports no
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,17 @@ from tandem.learners.registry import AlgoSpec, get_algo
 from tandem.runner.config import RunConfig, read_run_yaml, split_overrides, to_yaml_dict
 from tandem.runner.envs import env_spaces
 from tandem.runner.progress import Reporter, window_reached
-from tandem.runner.rundir import Counters, RunDir, default_run_dir, load_checkpoint, set_rng_state
+from tandem.runner.rundir import (
+    Counters,
+    RunDir,
+    continue_counters,
+    default_run_dir,
+    last_metrics_row,
+    load_checkpoint,
+    read_status,
+    set_rng_state,
+)
+from tandem.runner.worker import salted_seed
 
 
 def resolve_config(
@@ -82,12 +94,11 @@ class Session:
 
     @property
     def worker_seed(self) -> int:
-        # A resumed run must not replay the episodes it already saw: salt by progress.
-        return (
-            self.run_cfg.seed
-            if self.counters.iterations == 0
-            else self.run_cfg.seed + 7919 * self.counters.iterations
-        )
+        # A resumed run must not replay the episodes it already saw: salt by the session number,
+        # which grows with every process (iterations would repeat after a crash that came
+        # before the next checkpoint).
+        c = self.counters
+        return self.run_cfg.seed if c.sessions == 0 else salted_seed(self.run_cfg.seed, c.sessions)
 
     def start_workers(self, replay: dict[str, Any] | None = None) -> WorkerGroup:
         """The run's rollout workers, on the session's backend (``replay``: where they write,
@@ -155,9 +166,22 @@ def open_session(
                 f"checkpoint {resumed_from} does not match the config in {resume_dir} "
                 f"({str(e).splitlines()[0][:100]}): resume with the config it was written with"
             ) from None
-        counters = Counters(**state["counters"])
+        previous = read_status(resume_dir) or {}
+        if (
+            previous.get("status") == "running"
+            and previous.get("host") == socket.gethostname()
+            and previous.get("pid") != os.getpid()
+        ):
+            raise TandemError(
+                f"{resume_dir} is still running (pid {previous.get('pid')}): stop that process "
+                "first, or resume a copy of the run directory"
+            )
+        counters = continue_counters(
+            Counters(**state["counters"]), last_metrics_row(Path(resume_dir) / "metrics.jsonl")
+        )
+        counters.sessions = max(counters.sessions, int(previous.get("session") or 0)) + 1
         set_rng_state(state["rng"])
-        rundir = RunDir(resume_dir, resume=True)
+        rundir = RunDir(resume_dir, resume=True, session=counters.sessions)
     else:
         path = Path(run.run_dir) if run.run_dir else default_run_dir(run.algo, run.env_id)
         run.run_dir = str(path)

@@ -4,7 +4,12 @@ on a backend and hands it to the algorithm's driver."""
 from __future__ import annotations
 
 import logging
+import re
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +60,65 @@ def train(
                 "resuming %s from %s at %d env steps", run.run_dir, s.resumed_from.name, s.counters.env_steps
             )
         try:
-            (train_on_policy if spec.on_policy else train_off_policy)(s)
+            with terminate_as_interrupt():
+                (train_on_policy if spec.on_policy else train_off_policy)(s)
+                s.checkpoint()
+        except Terminated as e:
             s.checkpoint()
+            s.rundir.close("crashed", f"{e}: resume with --resume {s.rundir.path}")
+            log.warning("%s: checkpoint saved; resume with --resume %s", e, s.rundir.path)
+            raise SystemExit(128 + e.signum) from None
         except KeyboardInterrupt:
             s.checkpoint()
             s.rundir.close("crashed", "interrupted by the user")
             raise
         except BaseException as e:
-            s.rundir.close("crashed", f"{type(e).__name__}: {str(e)[:300]}")
+            # The last good checkpoint stays as it is: the learner may hold what broke the run.
+            s.rundir.close("crashed", one_line(e))
             raise
         s.rundir.close("finished")
         return Path(s.rundir.path)
     finally:
         backend.shutdown()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Kubernetes, systemd, ``kill``) arrived: stop like Ctrl-C, exit 128 + 15.
+
+    A ``KeyboardInterrupt`` so that everything that already unwinds cleanly on Ctrl-C (the
+    drivers' ``finally``, the workers' shutdown, the managed Redis) does the same here."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM raises :class:`Terminated` in the main thread; the previous
+    handler (Ray installs one that aborts with a native stack dump) is restored after it.
+    A no-op off the main thread, where Python cannot install signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """``e`` as status.json's one line: a TandemError's own message, otherwise ``Type: message``;
+    the first non-empty line only, ANSI colour codes removed (Ray colours its tracebacks)."""
+    text = _ANSI.sub("", str(e))
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = first if isinstance(e, TandemError) else f"{type(e).__name__}: {first}".rstrip(": ")
+    return line[:limit]

@@ -9,9 +9,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from tandem.core.errors import TandemError
 from tandem.core.types import Fragment, Rollout
 from tandem.learners.registry import get_algo
 from tandem.runner.envs import derive_seeds, make_vector_env
+
+
+def salted_seed(seed: int, salt: int) -> int:
+    """A 31-bit seed for the ``salt``-th life of something seeded by ``seed`` (a restarted
+    worker's incarnation, a resumed run's session): the first word of
+    ``SeedSequence([seed, salt])``, so no two lives share seeds, nor do neighbouring run seeds."""
+    return int(np.random.SeedSequence([seed, salt]).generate_state(1, np.uint32)[0] >> 1)
 
 
 class RolloutWorker:
@@ -36,27 +44,19 @@ class RolloutWorker:
         import torch
 
         torch.set_num_threads(1)  # many workers share a node's cores; intra-op threads only contend
-        seeds = derive_seeds(seed, worker_index, num_envs + 1)
-        torch.manual_seed(seeds[-1])
         self.worker_index = worker_index
+        self.seed = seed
+        self.incarnation = 0
+        torch.manual_seed(derive_seeds(seed, worker_index, num_envs + 1)[-1])  # before the policy's init
         self.env = make_vector_env(env_id, num_envs, env_kwargs)
-        self.env.action_space.seed(seeds[-1])
         self.spec = get_algo(algo)
         self.cfg = algo_config
-        self.policy = self.spec.make_policy(
-            self.env.single_observation_space,
-            self.env.single_action_space,
-            algo_config,
-            worker_index=worker_index,
-            num_workers=num_workers,
-        )
-        self._adder = self.spec.make_adder(algo_config, self.policy) if self.spec.make_adder else None
+        self.num_workers = num_workers
+        self._make_policy()
         self.version = 0
         act_space = self.env.single_action_space
         self._clip = (act_space.low, act_space.high) if isinstance(act_space, gym.spaces.Box) else None
-        self.obs, _ = self.env.reset(seed=seeds[:num_envs])
-        self._ep_ret = np.zeros(num_envs)
-        self._ep_len = np.zeros(num_envs, dtype=np.int64)
+        self._reset(0, seed_torch=False)
         self.env_steps = 0
         self._replay = None
         if replay is not None:
@@ -65,7 +65,45 @@ class RolloutWorker:
             # A pure writer: no mirror thread, no local copy of the ring in the worker.
             self._replay = open_writer(replay)
 
+    def _reset(self, incarnation: int, seed_torch: bool = True) -> None:
+        """Seed torch, the action space and every sub-env for ``incarnation``, and start fresh
+        episodes. Incarnation 0 keeps the run's seeds as they always were; a later one mixes its
+        number in, so a restarted worker explores new episodes instead of repeating its first life."""
+        import torch
+
+        n = self.env.num_envs
+        seed = self.seed if incarnation == 0 else salted_seed(self.seed, incarnation)
+        seeds = derive_seeds(seed, self.worker_index, n + 1)
+        if seed_torch:
+            torch.manual_seed(seeds[-1])
+        self.env.action_space.seed(seeds[-1])
+        self.obs, _ = self.env.reset(seed=seeds[:n])
+        self._ep_ret = np.zeros(n)
+        self._ep_len = np.zeros(n, dtype=np.int64)
+        self.incarnation = incarnation
+
+    def _make_policy(self) -> None:
+        """A fresh policy: its exploration RNG seeds itself from torch's seed (``policy_rng``)."""
+        self.policy = self.spec.make_policy(
+            self.env.single_observation_space,
+            self.env.single_action_space,
+            self.cfg,
+            worker_index=self.worker_index,
+            num_workers=self.num_workers,
+        )
+        # The adder holds unfinished episodes (rwr): a fresh policy starts fresh episodes.
+        self._adder = self.spec.make_adder(self.cfg, self.policy) if self.spec.make_adder else None
+
     def ping(self) -> int:
+        return self.worker_index
+
+    def reincarnate(self, incarnation: int) -> int:
+        """Called once on a worker that its group restarted (the ``incarnation``-th time): reseed
+        and restart the episodes. Ray rebuilds a lost actor with its first constructor arguments,
+        which would replay the first incarnation's episodes bit for bit."""
+        self._reset(incarnation)
+        self._make_policy()  # after _reset seeded torch: new exploration draws too
+        self.version = -1  # so the next call loads the published weights, whatever their version
         return self.worker_index
 
     def set_weights(self, weights: dict[str, np.ndarray] | None, version: int) -> None:
@@ -82,6 +120,11 @@ class RolloutWorker:
         explore: bool = True,
     ) -> Rollout:
         """Step every sub-env ``num_steps`` times and return the [T, N] fragment."""
+        if num_steps < 1:
+            raise TandemError(
+                f"a rollout fragment needs at least 1 step per env, got fragment_length={num_steps}: "
+                "--set fragment_length=64"
+            )
         self.set_weights(weights, version)
         self.policy.set_progress(progress)
         obs_l, act_l, rew_l, next_l, term_l, trunc_l = [], [], [], [], [], []
