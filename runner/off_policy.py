@@ -80,19 +80,30 @@ def train_off_policy(s: Session) -> None:
         group = s.start_workers(replay=writer_spec)
         weights = group.publish(learner.get_weights())
         idle: set[int] = set(group.alive)
+        # Rows that workers wrote to a remote replay and that came back acknowledged, and calls
+        # lost in flight (each may have written one fragment that nobody acknowledged): the
+        # node-loss accounting compares these with what the replay holds.
+        acked = lost_inflight = 0
         last_report = time.monotonic()
         metrics: dict[str, float] = {}
         bs = cfg.batch_size
 
         def row():
             """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
-            extra = {"replay_size": len(buffer), "worker_restarts": group.restarts}
+            extra = {
+                "replay_size": len(buffer),
+                "worker_restarts": group.restarts,
+                "transitions_acked": acked,
+                "calls_lost": lost_inflight,
+            }
             return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
 
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
+                group.maintain()  # replace lost workers, grow or shrink toward the target
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
-                for i in sorted(idle | (set(group.alive) - set(inflight.values()) - idle)):
+                # (alive, not idle-set membership: a shrink may have retired an idle worker)
+                for i in sorted(set(group.alive) - set(inflight.values())):
                     if not limiter.can_insert(chunk):
                         idle.add(i)
                         continue
@@ -117,7 +128,9 @@ def train_off_policy(s: Session) -> None:
                     except WorkerLost as e:
                         group.park(i, e)
                         idle.discard(i)
+                        lost_inflight += 1
                         continue
+                    acked += frag.written
                     if frag.batch is not None:
                         buffer.add(frag.batch)
                     limiter.record_insert(frag.env_steps)

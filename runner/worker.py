@@ -145,8 +145,10 @@ class RolloutWorker:
         t0 = time.perf_counter()
         rollout = self.sample(num_steps, weights, version, progress)
         batch = self.spec.to_replay(rollout, self.cfg) if self.spec.to_replay else rollout.to_batch()
+        written = 0
         if self._replay is not None:
-            self._replay.add(batch)
+            self._replay.add(batch)  # returns once Redis acknowledged the insert
+            written = len(batch)
             batch = None
         return Fragment(
             worker_index=self.worker_index,
@@ -156,6 +158,7 @@ class RolloutWorker:
             policy_version=rollout.policy_version,
             seconds=time.perf_counter() - t0,
             batch=batch,
+            written=written,
         )
 
     def close(self) -> None:
