@@ -67,8 +67,8 @@ def request_scale(run_dir: str | Path, workers: int) -> str:
     path = Path(run_dir) / CONTROL_FILE
     if not path.is_file():
         raise TandemError(
-            f"{run_dir} has no {CONTROL_FILE}: scale a run started with --backend ray (the default) "
-            "that is running now"
+            f"{run_dir} has no {CONTROL_FILE}: only a live Ray run started with --workers MIN:MAX "
+            "or auto can be scaled"
         )
     if workers < 1:
         raise TandemError(f"--workers {workers}: a run needs at least 1 worker")

@@ -98,6 +98,24 @@ def train_off_policy(s: Session) -> None:
             }
             return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
 
+        def take_in(handle: Any) -> None:
+            """A finished collect call: its fragment into the counters (and the in-memory replay)."""
+            nonlocal acked, lost_inflight
+            i = inflight.pop(handle)
+            idle.add(i)
+            try:
+                frag: Fragment = group.result(handle)
+            except WorkerLost as e:
+                group.park(i, e)
+                idle.discard(i)
+                lost_inflight += 1
+                return
+            acked += frag.written
+            if frag.batch is not None:
+                buffer.add(frag.batch)
+            limiter.record_insert(frag.env_steps)
+            s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
+
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
                 group.maintain()  # replace lost workers, grow or shrink toward the target
@@ -121,20 +139,7 @@ def train_off_policy(s: Session) -> None:
                     if starved:
                         time.sleep(0.01)
                 for handle in ready:
-                    i = inflight.pop(handle)
-                    idle.add(i)
-                    try:
-                        frag: Fragment = group.result(handle)
-                    except WorkerLost as e:
-                        group.park(i, e)
-                        idle.discard(i)
-                        lost_inflight += 1
-                        continue
-                    acked += frag.written
-                    if frag.batch is not None:
-                        buffer.add(frag.batch)
-                    limiter.record_insert(frag.env_steps)
-                    s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
+                    take_in(handle)
                 # 3. learn as far as the rate limiter allows, then go back to the workers
                 t_learn = time.monotonic()
                 while (
@@ -162,6 +167,13 @@ def train_off_policy(s: Session) -> None:
                     s.log(row())
                     if c.iterations % run.checkpoint_every == 0:
                         s.checkpoint()
+            # Calls still running write their fragments anyway: take them in (bounded, a dead
+            # worker's call may never answer) so that every acknowledged write is counted.
+            drain_until = time.monotonic() + 30.0
+            while inflight and time.monotonic() < drain_until:
+                for handle in group.wait(list(inflight), timeout=1.0):
+                    take_in(handle)
+            lost_inflight += len(inflight)
             c.iterations += 1
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.

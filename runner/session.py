@@ -97,12 +97,12 @@ class Session:
         for off-policy)."""
         run = self.run_cfg
         lo, hi = parse_workers(run.workers)
-        # MIN:MAX and auto (hi None: the cluster's CPUs) ask for an elastic group; run_dir names
-        # the run's control channel (``tandem scale``).
+        # MIN:MAX and auto (hi None: the cluster's CPUs) ask for an elastic group, whose run_dir
+        # names its control channel (``tandem scale``); N keeps the plain call every backend takes.
+        elastic = {} if lo == hi else {"max_workers": hi, "run_dir": run.run_dir}
         return self.backend.make_group(
             lo,
-            max_workers=hi,
-            run_dir=run.run_dir,
+            **elastic,
             env_id=run.env_id,
             num_envs=run.envs_per_worker,
             algo=run.algo,

@@ -47,7 +47,8 @@ def test_workers_key_keeps_ints_and_takes_ranges_from_set_and_yaml():
 
 def test_cli_rejects_a_bad_workers_form_with_one_line():
     p = subprocess.run(
-        [sys.executable, "-m", "tandem.cli", "train", "--algo", "ppo", "--env", "CartPole-v1", "--workers", "5:2"],
+        [sys.executable, "-m", "tandem.cli", "train", "--algo", "ppo", "--env", "CartPole-v1"]
+        + ["--workers", "5:2"],
         capture_output=True,
         text=True,
         timeout=60,
