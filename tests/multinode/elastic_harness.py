@@ -169,3 +169,139 @@ def finish_soon(run: Any, run_dir: Path, extra_steps: int) -> None:
     """End the run normally: a budget just above where it is now (the driver reads it each loop)."""
     data = rows(run_dir)
     run.total_steps = (data[-1]["env_steps"] if data else 0) + extra_steps
+
+
+@dataclass
+class FakeAutoscalingCluster:
+    address: str
+    """GCS address of the head (127.0.0.1:PORT)."""
+    proc: Any
+    """The ``ray start --head --block`` process; its process group holds every node it started."""
+
+
+@pytest.fixture
+def autoscaling_cluster() -> Iterator[Callable[..., FakeAutoscalingCluster]]:
+    """``make(max_nodes, min_nodes)``: Ray's real autoscaler (v1) with its fake multi-node provider,
+    on loopback: a 0-CPU head and up to ``max_nodes`` 1-CPU nodes, which the autoscaler launches
+    as local raylets when there is demand (pending placement groups, ``request_resources``).
+
+    ``ray.cluster_utils.AutoscalingCluster`` cannot be used on a shared machine: its start and
+    shutdown run ``ray stop --force``, which kills every Ray on the machine. This starts the same
+    head (``RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config``) with ``--block`` in a new
+    session, on its own port and temp dir, and ends exactly that process group.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import ray
+
+    from tests.multinode.conftest import driver_env, free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="tandem-as-", dir="/tmp"))
+    started: list[FakeAutoscalingCluster] = []
+
+    def make(max_nodes: int, min_nodes: int = 0) -> FakeAutoscalingCluster:
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        config = {
+            "cluster_name": f"tandem-fake-{port}",
+            "max_workers": max_nodes,
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 10,
+            "provider": {
+                "type": "fake_multinode",
+                "gcs_address": address,
+                "disable_launch_config_check": True,
+            },
+            "auth": {"ssh_user": "nobody"},
+            "available_node_types": {
+                "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+                "cpu1": {
+                    "resources": {"CPU": 1},
+                    "node_config": {},
+                    "min_workers": min_nodes,
+                    "max_workers": max_nodes,
+                },
+            },
+            "head_node_type": "ray.head.default",
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+        }
+        cfg_file = tmp / f"autoscaling-{port}.json"
+        cfg_file.write_text(json.dumps(config))
+        env = driver_env(AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1")
+        ray_bin = str(Path(sys.executable).with_name("ray"))
+        proc = subprocess.Popen(
+            [
+                ray_bin,
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=0",
+                f"--temp-dir={tmp}",
+                "--include-dashboard=false",
+                f"--autoscaling-config={cfg_file}",
+                f"--system-config={json.dumps(FAST_HEALTH, separators=(',', ':'))}",
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ac = FakeAutoscalingCluster(address, proc)
+        started.append(ac)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                ray.init(address=address, log_to_driver=False)
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(1)
+        return ac
+
+    import ray._private.ray_constants as ray_constants
+
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield make
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for ac in started:
+            # SIGTERM to the group: `ray start --block` then stops the head's processes; the
+            # nodes the autoscaler started are in the same group and get the same signal.
+            for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(ac.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    ac.proc.wait(wait_s)
+                except subprocess.TimeoutExpired:
+                    continue
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(1)
