@@ -105,3 +105,54 @@ def test_assembler_with_no_live_worker_submits_nothing():
     assert asm.to_submit([]) == [] and not asm.done
     with pytest.raises(ValueError):
         BatchAssembler(0)
+
+
+def test_dashboard_runs_table_gets_the_worker_count_over_time(tmp_path):
+    import json
+
+    from tandem.dashboard.data import RunStore
+
+    d = tmp_path / "runs" / "ppo-el"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(json.dumps({"algo": "ppo", "env_id": "CartPole-v1", "workers": "1:3"}))
+    counts = [3, 3, 2, 2, 3, 1]
+    (d / "metrics.jsonl").write_text(
+        "".join(json.dumps({"env_steps": 100 * (k + 1), "workers": w}) + "\n" for k, w in enumerate(counts))
+    )
+    store = RunStore([tmp_path / "runs"])
+    store.refresh()
+    (run,) = store.runs_json()["runs"]
+    assert run["workers"] == "1:3" and run["workers_now"] == 1 and run["workers_range"] == [1, 3]
+
+
+def test_run_key_is_per_run_directory(tmp_path):
+    from tandem.cluster.control import run_key
+
+    assert run_key(tmp_path / "a") == run_key(str(tmp_path / "a"))
+    assert run_key(tmp_path / "a") != run_key(tmp_path / "b")
+
+
+def test_local_backend_takes_the_elastic_form_and_keeps_the_batch(tmp_path):
+    """--backend local with MIN:MAX runs MAX in-process workers; each batch is MAX fragments."""
+    import json
+
+    from tandem.runner.session import resolve_config
+    from tandem.runner.train import train
+
+    run, cfg, spec = resolve_config(
+        "ppo",
+        "CartPole-v1",
+        {
+            "workers": "1:3",
+            "envs_per_worker": 2,
+            "fragment_length": 8,
+            "total_steps": 96,
+            "backend": "local",
+            "run_dir": str(tmp_path / "r"),
+            "hidden": [8],
+            "epochs": 1,
+        },
+    )
+    out = train(run, cfg, spec, quiet=True)
+    data = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in data] == [48, 96] and {r["workers"] for r in data} == {3}
