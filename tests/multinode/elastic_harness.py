@@ -214,6 +214,8 @@ def autoscaling_cluster() -> Iterator[Callable[..., FakeAutoscalingCluster]]:
                 "type": "fake_multinode",
                 "gcs_address": address,
                 "disable_launch_config_check": True,
+                # The fake provider's nodes are started up to date; it cannot run updaters.
+                "disable_node_updaters": True,
             },
             "auth": {"ssh_user": "nobody"},
             "available_node_types": {
@@ -240,7 +242,9 @@ def autoscaling_cluster() -> Iterator[Callable[..., FakeAutoscalingCluster]]:
         }
         cfg_file = tmp / f"autoscaling-{port}.json"
         cfg_file.write_text(json.dumps(config))
-        env = driver_env(AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1")
+        # `ray start` turns token authentication on by default; the fixture's nodes and this
+        # process would need the token, and nothing here leaves loopback.
+        env = driver_env(AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1", RAY_AUTH_MODE="disabled")
         ray_bin = str(Path(sys.executable).with_name("ray"))
         proc = subprocess.Popen(
             [
@@ -253,6 +257,12 @@ def autoscaling_cluster() -> Iterator[Callable[..., FakeAutoscalingCluster]]:
                 "--num-cpus=0",
                 f"--temp-dir={tmp}",
                 "--include-dashboard=false",
+                # Ports of their own: other Rays on this machine hold the defaults (10001, 8265, ...).
+                f"--ray-client-server-port={free_port()}",
+                f"--dashboard-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--metrics-export-port={free_port()}",
+                "--disable-usage-stats",
                 f"--autoscaling-config={cfg_file}",
                 f"--system-config={json.dumps(FAST_HEALTH, separators=(',', ':'))}",
             ],
@@ -286,7 +296,7 @@ def autoscaling_cluster() -> Iterator[Callable[..., FakeAutoscalingCluster]]:
         for ac in started:
             # SIGTERM to the group: `ray start --block` then stops the head's processes; the
             # nodes the autoscaler started are in the same group and get the same signal.
-            for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            for sig, wait_s in ((signal.SIGTERM, 8), (signal.SIGKILL, 5)):
                 try:
                     os.killpg(ac.proc.pid, sig)
                 except ProcessLookupError:
