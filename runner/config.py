@@ -71,7 +71,9 @@ def parse_workers(spec: int | str, cluster_cpus: int | None = None) -> tuple[int
     except ValueError:
         lo, hi = 0, -1
     if not 1 <= lo <= hi:
-        raise TandemError(f"--workers {spec!r}: expected N, MIN:MAX with 1 <= MIN <= MAX (e.g. 2:8), or auto")
+        raise TandemError(
+            f"--workers {spec!r}: expected N (at least 1), MIN:MAX with 1 <= MIN <= MAX (e.g. 2:8), or auto"
+        )
     return lo, hi
 
 
