@@ -108,7 +108,8 @@ class RayWorkerGroup:
     ):
         total_cpus = float(ray.cluster_resources().get("CPU", 1))
         lo = num_workers
-        hi = max_workers if max_workers is not None else max(lo, int(total_cpus))
+        # None: a fixed count (``--workers N``); 0: ``auto``, up to the cluster's CPUs.
+        hi = lo if max_workers is None else (max_workers or max(lo, int(total_cpus)))
         self.elastic = hi > lo
         if self.elastic:
             # One whole CPU per worker: growth follows the CPUs the cluster actually has.
@@ -196,6 +197,11 @@ class RayWorkerGroup:
     @property
     def nominal(self) -> int:
         return self._nominal
+
+    @property
+    def actors(self) -> list[Any]:
+        """The workers' actor handles, by index (for tests and drills that call them directly)."""
+        return [self.slots[i].actor for i in sorted(self.slots)]
 
     @property
     def restarts(self) -> int:
@@ -389,7 +395,7 @@ class RayBackend:
         run_dir: str | None = None,
         **worker_kwargs: Any,
     ) -> RayWorkerGroup:
-        """``num_workers`` workers, or MIN=num_workers : MAX=max_workers (None: the cluster's CPUs)."""
+        """``num_workers`` workers, or MIN=num_workers : MAX=max_workers (0: the cluster's CPUs)."""
         return RayWorkerGroup(num_workers, max_workers, run_dir, **worker_kwargs)
 
     def single_host(self) -> bool:

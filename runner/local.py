@@ -135,10 +135,10 @@ class LocalBackend:
         **worker_kwargs: Any,
     ) -> LocalWorkerGroup:
         """``max_workers`` workers (MIN:MAX starts MAX here: in-process workers need no CPUs of
-        their own; ``auto``: this machine's CPUs). No control channel (``run_dir`` unused)."""
-        if max_workers is None:
+        their own; 0, ``auto``: this machine's CPUs). No control channel (``run_dir`` unused)."""
+        if max_workers == 0:  # auto
             max_workers = os.cpu_count() or 1
-        return LocalWorkerGroup(max(num_workers, max_workers), **worker_kwargs)
+        return LocalWorkerGroup(max(num_workers, max_workers or 0), **worker_kwargs)
 
     def single_host(self) -> bool:
         return True

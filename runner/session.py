@@ -97,9 +97,9 @@ class Session:
         for off-policy)."""
         run = self.run_cfg
         lo, hi = parse_workers(run.workers)
-        # MIN:MAX and auto (hi None: the cluster's CPUs) ask for an elastic group, whose run_dir
-        # names its control channel (``tandem scale``); N keeps the plain call every backend takes.
-        elastic = {} if lo == hi else {"max_workers": hi, "run_dir": run.run_dir}
+        # MIN:MAX and auto (max_workers 0: the cluster's CPUs) ask for an elastic group, whose
+        # run_dir names its control channel (``tandem scale``); N keeps the plain call.
+        elastic = {} if lo == hi else {"max_workers": hi or 0, "run_dir": run.run_dir}
         return self.backend.make_group(
             lo,
             **elastic,
