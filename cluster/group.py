@@ -268,6 +268,9 @@ class RayWorkerGroup:
             self._request_resources(self.target)
         while self.target < len(self.slots) + len(self._pending) and self._pending:
             remove_placement_group(self._pending.pop())
+        if self._requested > self.target:
+            # request_resources is sticky: lower it, or the autoscaler keeps the nodes we asked for.
+            self._request_resources(self.target)
         if self.target < len(self.slots):
             # Parked (dead or restarting) workers go first, then the newest.
             order = sorted(self.slots, key=lambda i: (i not in self.parked, -i))
@@ -300,7 +303,8 @@ class RayWorkerGroup:
             from ray.autoscaler.sdk import request_resources
 
             request_resources(bundles=[{"CPU": self.cpus}] * n)
-            log.warning("asked the autoscaler for %d x %.2f CPUs (request_resources)", n, self.cpus)
+            if n:
+                log.warning("asked the autoscaler for %d x %.2f CPUs (request_resources)", n, self.cpus)
         except Exception as e:  # no autoscaler (a fixed cluster): growth waits for a node to join
             log.warning("request_resources failed (%s); waiting for CPUs to appear", type(e).__name__)
 
@@ -372,6 +376,8 @@ class RayWorkerGroup:
             remove_placement_group(pg)
         self._pending = []
         remove_placement_group(self.pg)
+        if self._requested:
+            self._request_resources(0)  # withdraw this run's standing request
         if getattr(self, "channel", None) is not None:
             self.channel.close()
 
