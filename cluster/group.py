@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray._private import ray_constants
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.exceptions import GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from tandem.cluster.telemetry import RayMetrics
@@ -97,44 +99,108 @@ def worker_error(e: RayTaskError) -> BaseException:
     return cause if isinstance(cause, BaseException) else e
 
 
-class RayWorkerGroup:
-    """N rollout worker actors, spread over the cluster's nodes, that survive worker deaths.
+# A worker's call fails with one of these when its process or its node died.
+LOST_ERRORS = (RayActorError, NodeDiedError, ObjectLostError)
 
-    A dead worker is restarted by Ray (``max_restarts=-1``). Meanwhile the driver keeps
-    collecting from the others: a worker whose call failed is parked until a ``ping`` to its
-    restarted incarnation answers, and only then gets work again.
+
+@dataclass
+class _Slot:
+    """One worker: its actor and the placement-group bundle that holds its CPUs."""
+
+    actor: Any
+    """The Ray actor handle (restarted by Ray in the same bundle after a crash)."""
+    pg: PlacementGroup
+    """The group holding its bundle: the run's start group, or the worker's own (grown later)."""
+    bundle: int
+    """The bundle's index in ``pg``."""
+
+
+class RayWorkerGroup:
+    """Rollout worker actors, spread over the cluster's nodes, that survive worker and node loss
+    and can grow or shrink while the run goes on.
+
+    Placement. The workers the run starts with share ONE placement group that reserves all their
+    CPUs at once: placing actors one by one deadlocked when two runs shared a cluster too small
+    for both (each got some workers and waited forever for the rest). A worker added later gets a
+    one-bundle placement group of its own, created without waiting: the run goes on, and the
+    worker starts when the group is placed (a node joined, or the autoscaler added one after the
+    ``request_resources`` call that growth makes). Per-worker groups also let a shrink give CPUs
+    back (``remove_placement_group``); a retired start-group bundle stays reserved and is the
+    first one a later growth reuses.
+
+    Loss. Every actor has ``max_restarts=-1``. When a node dies, Ray reschedules its bundles onto
+    nodes with free CPUs (another node, or one added back) and restarts the actors in them; until
+    then the worker is parked: it is out of :attr:`alive` until a ``ping`` to its new incarnation
+    answers. Nothing here waits without a timeout, so the driver never blocks on a dead worker.
     """
 
-    def __init__(self, num_workers: int, start_timeout_s: float = 600, **worker_kwargs: Any):
+    def __init__(
+        self,
+        num_workers: int,
+        max_workers: int | None = None,
+        run_dir: str | None = None,
+        start_timeout_s: float = 600,
+        **worker_kwargs: Any,
+    ):
         total_cpus = float(ray.cluster_resources().get("CPU", 1))
-        # Oversubscription is allowed on purpose (16 workers on 2 cores still run, just slower).
-        cpus = min(1.0, total_cpus / max(num_workers, 1))
-        self.num_workers = num_workers
+        lo = num_workers
+        # None: a fixed count (``--workers N``); 0: ``auto``, up to the cluster's CPUs.
+        hi = lo if max_workers is None else (max_workers or max(lo, int(total_cpus)))
+        self.elastic = hi > lo
+        if self.elastic:
+            # One whole CPU per worker: growth follows the CPUs the cluster actually has.
+            cpus = 1.0
+            free = float(ray.available_resources().get("CPU", 0.0))
+            start = min(max(int(free // cpus), lo), hi)
+        else:
+            # Oversubscription is allowed on purpose (16 workers on 2 cores still run, just slower).
+            cpus = min(1.0, total_cpus / max(lo, 1))
+            start = lo
+        self.min_workers, self.max_workers, self.cpus = lo, hi, cpus
+        self._nominal = hi
+        self.target = hi
         self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
         self._calls: dict[ray.ObjectRef, int] = {}  # submitted call -> worker index
         self._restarts = 0
-        self._incarnation = [0] * num_workers  # deaths of each worker: its restarts' seed salt
-        # One placement group reserves every worker's CPUs at once. Placing actors one by one
-        # deadlocked when two runs shared a cluster too small for both: each got some of its
-        # workers and waited forever for the rest. Now the second run waits for the first.
-        self.pg = placement_group([{"CPU": cpus}] * num_workers, strategy="SPREAD")
-        self._wait_for_placement(cpus, start_timeout_s)
-        remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
-        self.actors = [
-            remote_cls.options(
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
-            ).remote(worker_index=i, num_workers=num_workers, **worker_kwargs)
-            for i in range(num_workers)
-        ]
+        self._worker_kwargs = worker_kwargs
+        self._incarnation: dict[int, int] = {}  # deaths of each worker: its restarts' seed salt
+        self._remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
+        self.slots: dict[int, _Slot] = {}
+        self._free_bundles: list[tuple[PlacementGroup, int]] = []
+        self._pending: list[PlacementGroup] = []  # growth groups not placed yet
+        self._requested = 0  # the target that request_resources was last called for
+        self._next_index = 0
+        self._last_maintain = 0.0
+        self.events: list[tuple[float, str, int]] = []  # (time, what, worker) for logs and tests
+        self.pg = placement_group([{"CPU": cpus}] * start, strategy="SPREAD")
+        self._wait_for_placement(start, cpus, start_timeout_s)
+        for b in range(start):
+            self._start_worker(self.pg, b)
         # Fail now, with the worker's own error, if the workers cannot even start (bad env kwargs...).
         try:
-            ray.get([a.ping.remote() for a in self.actors], timeout=start_timeout_s)
+            ray.get([s.actor.ping.remote() for s in self.slots.values()], timeout=start_timeout_s)
         except (RayTaskError, RayActorError, GetTimeoutError) as e:
             self.shutdown()
             why = e.cause if isinstance(e, RayTaskError) else str(e).splitlines()[0]
             raise TandemError(f"rollout workers failed to start: {why}") from None
+        self.channel = None
+        if run_dir is not None:
+            from tandem.cluster.control import ScaleChannel
 
-    def _wait_for_placement(self, cpus: float, timeout_s: float) -> None:
+            self.channel = ScaleChannel(run_dir)
+        if self.elastic:
+            log.warning("started %d rollout workers (elastic %d:%d)", start, lo, hi)
+
+    def _start_worker(self, pg: PlacementGroup, bundle: int) -> int:
+        i = self._next_index
+        self._next_index += 1
+        actor = self._remote_cls.options(
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=bundle)
+        ).remote(worker_index=i, num_workers=max(self._nominal, i + 1), **self._worker_kwargs)
+        self.slots[i] = _Slot(actor, pg, bundle)
+        return i
+
+    def _wait_for_placement(self, n: int, cpus: float, timeout_s: float) -> None:
         """Block until the cluster has reserved every worker's CPUs; say so if that takes a while."""
         ready = self.pg.ready()
         try:
@@ -145,18 +211,34 @@ class RayWorkerGroup:
             log.warning(
                 "waiting for %d x %.2f CPUs for the rollout workers (%.1f free now): another job "
                 "holds them, or the cluster is scaling up",
-                self.num_workers,
+                n,
                 cpus,
                 free,
             )
+            if self.elastic:
+                self._request_resources(n)
         try:
             ray.get(ready, timeout=max(timeout_s - 10, 1))
         except GetTimeoutError:
             remove_placement_group(self.pg)
             raise TandemError(
-                f"the Ray cluster could not reserve {self.num_workers} x {cpus:.2f} CPUs for the rollout "
+                f"the Ray cluster could not reserve {n} x {cpus:.2f} CPUs for the rollout "
                 f"workers within {timeout_s:.0f} s: free CPUs, or lower --workers"
             ) from None
+
+    @property
+    def num_workers(self) -> int:
+        """Workers in the group now, alive or parked."""
+        return len(self.slots)
+
+    @property
+    def nominal(self) -> int:
+        return self._nominal
+
+    @property
+    def actors(self) -> list[Any]:
+        """The workers' actor handles, by index (for tests and drills that call them directly)."""
+        return [self.slots[i].actor for i in sorted(self.slots)]
 
     @property
     def restarts(self) -> int:
@@ -172,19 +254,103 @@ class RayWorkerGroup:
                 try:
                     ray.get(ref)
                     del self.parked[i]
-                    log.warning("worker %d is back after a restart", i)
-                except RayActorError:
-                    self._incarnation[i] += 1
-                    self.parked[i] = self.actors[i].reincarnate.remote(self._incarnation[i])
-        return [i for i in range(self.num_workers) if i not in self.parked]
+                    log.warning("worker %d is up (%d workers alive)", i, len(self.slots) - len(self.parked))
+                    self.events.append((time.time(), "up", i))
+                except LOST_ERRORS:
+                    self.parked[i] = self._reincarnate(i)
+        return [i for i in sorted(self.slots) if i not in self.parked]
 
     def park(self, i: int, err: BaseException) -> None:
+        if i not in self.slots or i in self.parked:
+            return  # retired by a shrink, or already parked by an earlier failed call
         log.warning("worker %d died (%s); continuing with the others", i, type(err).__name__)
         self._restarts += 1
-        # Ray rebuilds the actor with its first arguments, so its envs would replay the first
-        # incarnation's episodes bit for bit: the re-admitting call reseeds them (issue 13).
-        self._incarnation[i] += 1
-        self.parked[i] = self.actors[i].reincarnate.remote(self._incarnation[i])
+        self.events.append((time.time(), "lost", i))
+        self.parked[i] = self._reincarnate(i)
+
+    def _reincarnate(self, i: int) -> ray.ObjectRef:
+        """Re-admit worker ``i`` after a death. Ray rebuilds the actor with its first arguments,
+        so its envs would replay the first incarnation's episodes bit for bit: the re-admitting
+        call reseeds them with the incarnation count (issue 13)."""
+        self._incarnation[i] = self._incarnation.get(i, 0) + 1
+        return self.slots[i].actor.reincarnate.remote(self._incarnation[i])
+
+    def set_target(self, n: int) -> None:
+        """The worker count to grow or shrink toward (``tandem scale``); at least 1."""
+        n = max(1, int(n))
+        if n != self.target:
+            log.warning("target worker count %d -> %d", self.target, n)
+            self.target = n
+
+    def maintain(self, min_interval_s: float = 1.0) -> None:
+        """Read the control channel, then grow or shrink toward the target. Never blocks."""
+        now = time.monotonic()
+        if now - self._last_maintain < min_interval_s:
+            return
+        self._last_maintain = now
+        if self.channel is not None:
+            try:
+                n = self.channel.poll()
+            except Exception as e:  # the GCS may be briefly unreachable while a node goes
+                log.warning("scale channel unreadable (%s); keeping target %d", type(e).__name__, self.target)
+                n = None
+            if n is not None:
+                self.set_target(n)
+        # Growth groups that the cluster placed since the last call: start their workers.
+        for pg in list(self._pending):
+            ready, _ = ray.wait([pg.ready()], timeout=0)
+            if ready:
+                self._pending.remove(pg)
+                self._admit(self._start_worker(pg, 0), "grown")
+        missing = self.target - len(self.slots) - len(self._pending)
+        while missing > 0 and self._free_bundles:
+            pg, b = self._free_bundles.pop()
+            self._admit(self._start_worker(pg, b), "grown")
+            missing -= 1
+        if missing > 0:
+            self._pending += [placement_group([{"CPU": self.cpus}]) for _ in range(missing)]
+            self._request_resources(self.target)
+        while self.target < len(self.slots) + len(self._pending) and self._pending:
+            remove_placement_group(self._pending.pop())
+        if self._requested > self.target:
+            # request_resources is sticky: lower it, or the autoscaler keeps the nodes we asked for.
+            self._request_resources(self.target)
+        if self.target < len(self.slots):
+            # Parked (dead or restarting) workers go first, then the newest.
+            order = sorted(self.slots, key=lambda i: (i not in self.parked, -i))
+            for i in order[: len(self.slots) - self.target]:
+                self._retire(i)
+
+    def _admit(self, i: int, why: str) -> None:
+        """A new worker takes work once its first ping answers (its env is built)."""
+        self.parked[i] = self.slots[i].actor.ping.remote()
+        self.events.append((time.time(), why, i))
+        log.warning("starting worker %d (%s; target %d)", i, why, self.target)
+
+    def _retire(self, i: int) -> None:
+        slot = self.slots.pop(i)
+        self.parked.pop(i, None)
+        ray.kill(slot.actor, no_restart=True)
+        if slot.pg is self.pg:
+            self._free_bundles.append((slot.pg, slot.bundle))
+        else:
+            remove_placement_group(slot.pg)
+        self.events.append((time.time(), "retired", i))
+        log.warning("retired worker %d (target %d)", i, self.target)
+
+    def _request_resources(self, n: int) -> None:
+        """Ask the autoscaler for ``n`` worker bundles (a no-op without one); logged once per target."""
+        if n == self._requested:
+            return
+        self._requested = n
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=[{"CPU": self.cpus}] * n)
+            if n:
+                log.warning("asked the autoscaler for %d x %.2f CPUs (request_resources)", n, self.cpus)
+        except Exception as e:  # no autoscaler (a fixed cluster): growth waits for a node to join
+            log.warning("request_resources failed (%s); waiting for CPUs to appear", type(e).__name__)
 
     def publish(self, weights: Weights) -> ray.ObjectRef:
         """One object in the store, shared by every worker (not one copy per call)."""
@@ -207,7 +373,7 @@ class RayWorkerGroup:
             return ray.get(handle)
         except RayTaskError as e:
             raise worker_error(e) from None
-        except RayActorError as e:
+        except LOST_ERRORS as e:
             raise WorkerLost(i, type(e).__name__) from e
 
     def cancel(self, handles: Sequence[ray.ObjectRef]) -> None:
@@ -216,7 +382,7 @@ class RayWorkerGroup:
             ray.cancel(ref, force=False)
 
     def call(self, i: int, method: str, *args: Any, **kwargs: Any) -> ray.ObjectRef:
-        return getattr(self.actors[i], method).remote(*args, **kwargs)
+        return getattr(self.slots[i].actor, method).remote(*args, **kwargs)
 
     def call_all(self, method: str, *args: Any, timeout_s: float = 600, **kwargs: Any) -> list[Any]:
         """Call ``method`` on every live worker; return the results of those that answered.
@@ -228,7 +394,11 @@ class RayWorkerGroup:
             idx = self.alive
             if idx:
                 break
-            ray.wait(list(self.parked.values()), num_returns=1, timeout=timeout_s)
+            self.maintain()
+            if self.parked:
+                ray.wait(list(self.parked.values()), num_returns=1, timeout=1.0)
+            else:
+                time.sleep(1.0)
         refs = {i: self.call(i, method, *args, **kwargs) for i in idx}
         out = []
         for i, ref in refs.items():
@@ -236,18 +406,28 @@ class RayWorkerGroup:
                 out.append(ray.get(ref, timeout=timeout_s))
             except RayTaskError as e:
                 raise worker_error(e) from None
-            except (RayActorError, GetTimeoutError) as e:
+            except (*LOST_ERRORS, GetTimeoutError) as e:
                 self.park(i, e)
         return out
 
     def kill(self, i: int) -> None:
         """Kill worker ``i``'s process (Ray restarts it): for tests and chaos drills."""
-        ray.kill(self.actors[i], no_restart=False)
+        ray.kill(self.slots[i].actor, no_restart=False)
 
     def shutdown(self) -> None:
-        for a in self.actors:
-            ray.kill(a, no_restart=True)
+        for s in self.slots.values():
+            ray.kill(s.actor, no_restart=True)
+        for pg in {id(s.pg): s.pg for s in self.slots.values()}.values():
+            if pg is not self.pg:
+                remove_placement_group(pg)
+        for pg in self._pending:
+            remove_placement_group(pg)
+        self._pending = []
         remove_placement_group(self.pg)
+        if self._requested:
+            self._request_resources(0)  # withdraw this run's standing request
+        if getattr(self, "channel", None) is not None:
+            self.channel.close()
 
 
 class RayBackend:
@@ -262,8 +442,15 @@ class RayBackend:
     def start(self) -> None:
         init_ray(self.address, self.num_cpus)
 
-    def make_group(self, num_workers: int, **worker_kwargs: Any) -> RayWorkerGroup:
-        return RayWorkerGroup(num_workers, **worker_kwargs)
+    def make_group(
+        self,
+        num_workers: int,
+        max_workers: int | None = None,
+        run_dir: str | None = None,
+        **worker_kwargs: Any,
+    ) -> RayWorkerGroup:
+        """``num_workers`` workers, or MIN=num_workers : MAX=max_workers (0: the cluster's CPUs)."""
+        return RayWorkerGroup(num_workers, max_workers, run_dir, **worker_kwargs)
 
     def single_host(self) -> bool:
         return len([n for n in ray.nodes() if n.get("Alive")]) <= 1

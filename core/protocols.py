@@ -115,6 +115,15 @@ class WorkerGroup(Protocol):
     def restarts(self) -> int:
         """Worker deaths seen so far (each one restarted)."""
 
+    @property
+    def nominal(self) -> int:
+        """The run's batch size in workers, fixed for the run (N, or MAX of MIN:MAX): an on-policy
+        batch holds this many fragments however many workers are alive."""
+
+    def maintain(self) -> None:
+        """Between iterations: replace lost workers where capacity returned, grow or shrink toward
+        the target (``tandem scale``). Never blocks; a group that cannot change is a no-op."""
+
     def publish(self, weights: Weights) -> Any:
         """Make ``weights`` available to every worker once; pass the returned object to calls."""
 

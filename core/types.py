@@ -189,3 +189,5 @@ class Fragment:
     """Wall time the worker spent collecting and writing it."""
     batch: Batch | None = None
     """The replay rows, or None when the worker wrote them to a remote replay itself."""
+    written: int = 0
+    """Replay rows the worker wrote itself and the replay acknowledged (0 when ``batch`` is set)."""

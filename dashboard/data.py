@@ -560,6 +560,11 @@ class Run:
         digest = hashlib.sha1(blob.encode()).hexdigest()[:6]
         return f"{self.algo}|{self.env}|{self.framework}|{digest}"
 
+    def workers_range(self) -> list[int] | None:
+        """[fewest, most] workers alive over the run's rows (node loss, elastic growth), or None."""
+        seen = [int(v) for v in self.cols["workers"] if v is not None]
+        return [min(seen), max(seen)] if seen else None
+
     def reuse(self) -> dict:
         """Uses-per-transition distribution, binned into :data:`USES_BINS` columns (fractions).
 
@@ -628,6 +633,8 @@ class Run:
             "framework": self.framework,
             "seed": cfg.get("seed"),
             "workers": cfg.get("workers", last("workers")),
+            "workers_now": last("workers"),
+            "workers_range": self.workers_range(),
             "envs_per_worker": cfg.get("envs_per_worker"),
             "total_steps": cfg.get("total_steps"),
             "group": self.group_key(),

@@ -25,8 +25,8 @@ class RunConfig:
     """Algorithm name (pg, ppo, qlearn, qeval, dqn, sac, td3)."""
     env_id: str = "CartPole-v1"
     """Gymnasium environment id."""
-    workers: int = 2
-    """Rollout worker actors."""
+    workers: int | str = 2
+    """Rollout workers: N, MIN:MAX (elastic: start with what fits, grow toward MAX), or auto (1:CPUs)."""
     envs_per_worker: int = 4
     """Sub-environments in each worker's vector env."""
     total_steps: int = 100_000
@@ -65,6 +65,25 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def parse_workers(spec: int | str, cluster_cpus: int | None = None) -> tuple[int, int | None]:
+    """``--workers`` as ``(MIN, MAX)``: ``N`` -> (N, N), ``MIN:MAX`` -> (MIN, MAX), ``auto`` ->
+    (1, cluster_cpus) (MAX None while the cluster's CPU count is unknown)."""
+    text = str(spec).strip().lower()
+    try:
+        if text == "auto":
+            return 1, (max(1, int(cluster_cpus)) if cluster_cpus is not None else None)
+        lo_text, sep, hi_text = text.partition(":")
+        lo = int(lo_text)
+        hi = int(hi_text) if sep else lo
+    except ValueError:
+        lo, hi = 0, -1
+    if not 1 <= lo <= hi:
+        raise TandemError(
+            f"--workers {spec!r}: expected N (at least 1), MIN:MAX with 1 <= MIN <= MAX (e.g. 2:8), or auto"
+        )
+    return lo, hi
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML-parsed value to the dataclass field type, or raise a one-line error."""
     origin = typing.get_origin(tp)
@@ -72,6 +91,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        if type(value) in args:  # ``int | str``: keep what YAML parsed (3 stays 3, "2:4" stays text)
+            return value
         return _coerce(value, args[0], key)
     if origin is typing.Literal:
         if value not in typing.get_args(tp):

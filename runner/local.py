@@ -8,6 +8,7 @@ also the backend of the learning tests, which run the real drivers without start
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,14 @@ class LocalWorkerGroup:
     @property
     def alive(self) -> list[int]:
         return list(range(self.num_workers))
+
+    @property
+    def nominal(self) -> int:
+        """The fixed worker count: on-policy batches hold this many fragments."""
+        return self.num_workers
+
+    def maintain(self) -> None:
+        """Nothing to replace or resize: in-process workers neither die nor scale."""
 
     @property
     def restarts(self) -> int:
@@ -118,8 +127,18 @@ class LocalBackend:
     def start(self) -> None:
         pass
 
-    def make_group(self, num_workers: int, **worker_kwargs: Any) -> LocalWorkerGroup:
-        return LocalWorkerGroup(num_workers, **worker_kwargs)
+    def make_group(
+        self,
+        num_workers: int,
+        max_workers: int | None = None,
+        run_dir: str | None = None,
+        **worker_kwargs: Any,
+    ) -> LocalWorkerGroup:
+        """``max_workers`` workers (MIN:MAX starts MAX here: in-process workers need no CPUs of
+        their own; 0, ``auto``: this machine's CPUs). No control channel (``run_dir`` unused)."""
+        if max_workers == 0:  # auto
+            max_workers = os.cpu_count() or 1
+        return LocalWorkerGroup(max(num_workers, max_workers or 0), **worker_kwargs)
 
     def single_host(self) -> bool:
         return True

@@ -134,12 +134,27 @@ def train_off_policy(s: Session) -> None:
         group = s.start_workers(replay=writer_spec)
         weights = group.publish(learner.get_weights())
         idle: set[int] = set(group.alive)
+        # Rows that workers wrote to a remote replay and that came back acknowledged, and calls
+        # lost in flight (each may have written one fragment that nobody acknowledged): the
+        # node-loss accounting compares these with what the replay holds.
+        acked = lost_inflight = 0
         last_report = time.monotonic()
         metrics: dict[str, float] = {}
         bs = cfg.batch_size
 
-        def take(handle: Any) -> None:
-            """Count one finished call's fragment (and insert it, for the in-memory replay)."""
+        def row():
+            """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
+            extra = {
+                "replay_size": len(buffer),
+                "worker_restarts": group.restarts,
+                "transitions_acked": acked,
+                "calls_lost": lost_inflight,
+            }
+            return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
+
+        def take_in(handle: Any) -> None:
+            """A finished collect call: its fragment into the counters (and the in-memory replay)."""
+            nonlocal acked, lost_inflight
             i = inflight.pop(handle)
             idle.add(i)
             try:
@@ -147,21 +162,20 @@ def train_off_policy(s: Session) -> None:
             except WorkerLost as e:
                 group.park(i, e)
                 idle.discard(i)
+                lost_inflight += 1
                 return
+            acked += frag.written
             if frag.batch is not None:
                 buffer.add(frag.batch)
             limiter.record_insert(frag.env_steps)
             s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
 
-        def row():
-            """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
-            extra = {"replay_size": len(buffer), "worker_restarts": group.restarts}
-            return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
-
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
+                group.maintain()  # replace lost workers, grow or shrink toward the target
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
-                for i in sorted(idle | (set(group.alive) - set(inflight.values()) - idle)):
+                # (alive, not idle-set membership: a shrink may have retired an idle worker)
+                for i in sorted(set(group.alive) - set(inflight.values())):
                     if not limiter.can_insert(chunk):
                         idle.add(i)
                         continue
@@ -179,7 +193,7 @@ def train_off_policy(s: Session) -> None:
                     if starved:
                         time.sleep(0.01)
                 for handle in ready:
-                    take(handle)
+                    take_in(handle)
                 # 3. learn as far as the rate limiter allows, then go back to the workers
                 t_learn = time.monotonic()
                 while (
@@ -214,7 +228,8 @@ def train_off_policy(s: Session) -> None:
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             while inflight and time.monotonic() < deadline:
                 for handle in group.wait(list(inflight), timeout=1.0):
-                    take(handle)
+                    take_in(handle)
+            lost_inflight += len(inflight)
             c.iterations += 1
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.

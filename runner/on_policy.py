@@ -2,8 +2,35 @@
 
 from __future__ import annotations
 
-from tandem.core.types import concat_rollouts
+import time
+from typing import Any
+
+from tandem.core.protocols import WorkerGroup, WorkerLost
+from tandem.core.types import Rollout, concat_rollouts
+from tandem.runner.assembly import BatchAssembler
 from tandem.runner.session import Session
+
+
+def collect_batch(group: WorkerGroup, fragments: int, *args: Any) -> list[Rollout]:
+    """``fragments`` rollouts of ``sample(*args)`` from whichever workers are alive: a lost
+    worker's fragment goes to another, and with every worker down this waits (1 s at a time,
+    letting the group replace them) instead of blocking on a dead one."""
+    asm = BatchAssembler(fragments)
+    while not asm.done:
+        group.maintain()
+        for i in asm.to_submit(group.alive):
+            asm.submitted(group.submit(i, "sample", *args), i)
+        if not asm.inflight:
+            time.sleep(0.2)  # every worker parked: wait for a restart or new capacity
+            continue
+        for handle in group.wait(list(asm.inflight), timeout=1.0):
+            try:
+                rollout = group.result(handle)
+            except WorkerLost as e:
+                group.park(asm.failed(handle), e)
+                continue
+            asm.finished(handle, rollout)
+    return asm.batch()
 
 
 def train_on_policy(s: Session) -> None:
@@ -18,8 +45,10 @@ def train_on_policy(s: Session) -> None:
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
                 progress = c.env_steps / run.total_steps
-                # 1. collect a fresh batch from every live worker
-                rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)
+                # 1. collect a fresh batch of the run's nominal size from the live workers
+                rollouts = collect_batch(
+                    group, group.nominal, cfg.fragment_length, weights, c.version, progress
+                )
                 for r in rollouts:
                     s.record_fragment(rep, r.worker_index, r.num_steps, r.episode_returns, r.policy_version)
                 batch = concat_rollouts(rollouts)

@@ -15,7 +15,7 @@ from typing import Any
 from tandem.core.errors import TandemError
 from tandem.core.protocols import Backend, Learner, WorkerGroup
 from tandem.learners.registry import AlgoSpec, get_algo
-from tandem.runner.config import RunConfig, read_run_yaml, split_overrides, to_yaml_dict
+from tandem.runner.config import RunConfig, parse_workers, read_run_yaml, split_overrides, to_yaml_dict
 from tandem.runner.envs import env_spaces
 from tandem.runner.progress import Reporter, window_reached
 from tandem.runner.rundir import (
@@ -54,8 +54,9 @@ def resolve_config(
         split_overrides(run, algo_cfg, dict(spec.preset(obs_space, act_space, env_id)), "preset")
     split_overrides(run, algo_cfg, dict(file_overrides or {}), "--config")
     split_overrides(run, algo_cfg, dict(overrides or {}), "--set")
-    if run.workers < 1 or run.envs_per_worker < 1:
-        raise TandemError("--workers and --envs-per-worker must be at least 1")
+    parse_workers(run.workers)  # a bad form fails here, before anything starts
+    if run.envs_per_worker < 1:
+        raise TandemError("--envs-per-worker must be at least 1")
     if run.total_steps < 1:
         raise TandemError("--total-steps must be positive")
     if run.return_window < 1:
@@ -104,8 +105,13 @@ class Session:
         """The run's rollout workers, on the session's backend (``replay``: where they write,
         for off-policy)."""
         run = self.run_cfg
+        lo, hi = parse_workers(run.workers)
+        # MIN:MAX and auto (max_workers 0: the cluster's CPUs) ask for an elastic group, whose
+        # run_dir names its control channel (``tandem scale``); N keeps the plain call.
+        elastic = {} if lo == hi else {"max_workers": hi or 0, "run_dir": run.run_dir}
         return self.backend.make_group(
-            run.workers,
+            lo,
+            **elastic,
             env_id=run.env_id,
             num_envs=run.envs_per_worker,
             algo=run.algo,

@@ -192,9 +192,11 @@ class RolloutWorker:
             batch = self._adder(rollout)
         else:
             batch = self.spec.to_replay(rollout, self.cfg) if self.spec.to_replay else rollout.to_batch()
+        written = 0
         if self._replay is not None:
             if batch is not None:
-                self._replay.add(batch)
+                self._replay.add(batch)  # returns once Redis acknowledged the insert
+                written = len(batch)
             batch = None
         return Fragment(
             worker_index=self.worker_index,
@@ -204,6 +206,7 @@ class RolloutWorker:
             policy_version=rollout.policy_version,
             seconds=time.perf_counter() - t0,
             batch=batch,
+            written=written,
         )
 
     def close(self) -> None:

@@ -136,6 +136,26 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _workers(text: str) -> int | str:
+    """``--workers``: N stays an int (the old meaning); MIN:MAX and auto are checked here."""
+    from tandem.runner.config import parse_workers
+
+    try:
+        lo, hi = parse_workers(text)
+    except TandemError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return lo if lo == hi and text.strip().isdigit() else text.strip().lower()
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    """``tandem scale RUN_DIR --workers N``: change a live run's target worker count."""
+    from tandem.cluster.control import request_scale
+
+    address = request_scale(Path(args.run_dir), args.workers)
+    print(f"asked {args.run_dir} (cluster {address}) for {args.workers} workers")
+    return 0
+
+
 def _fail(cmd: str, message: str, code: int = 2) -> int:
     print(f"tandem {cmd}: error: {message}", file=sys.stderr)
     return code
@@ -246,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an agent (pg, ppo, qlearn, qeval, dqn, sac, td3)")
     t.add_argument("--algo", help="pg | ppo | qlearn | qeval | dqn | sac | td3")
     t.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
-    t.add_argument("--workers", type=int, help="rollout worker actors (default 2)")
+    t.add_argument(
+        "--workers",
+        type=_workers,
+        help="rollout workers: N (default 2) | MIN:MAX (start with what fits, grow toward MAX as CPUs "
+        "appear, shrink when nodes go) | auto (1:the cluster's CPUs)",
+    )
     t.add_argument("--envs-per-worker", type=int, help="sub-envs per worker (default 4)")
     t.add_argument(
         "--total-steps",
@@ -286,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=12345)
     e.add_argument("--video", action="store_true", help="record videos into RUN_DIR/videos")
     e.set_defaults(func=cmd_eval)
+
+    sc = sub.add_parser("scale", help="change a live run's worker count (from another shell)")
+    sc.add_argument("run_dir", help="the running run's directory")
+    sc.add_argument("--workers", type=_positive_int, required=True, help="the new target worker count")
+    sc.set_defaults(func=cmd_scale)
 
     register_dashboard(sub)
     return p

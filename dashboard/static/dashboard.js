@@ -453,10 +453,42 @@
     return traces;
   }
 
+  function workerCountTraces(runs) {
+    const out = [];
+    for (const r of runs) {
+      const d = state.data[r.id];
+      if (!d || !(d.cols.workers || []).some((v) => v !== null)) continue;
+      out.push({ x: xCol(r.id), y: d.cols.workers, type: "scatter", mode: "lines", yaxis: "y2",
+        name: `${r.label} · workers`, legendgroup: r.id, showlegend: false,
+        line: { color: colorOf(r), width: 1.5, dash: "dash", shape: "hv" }, connectgaps: true,
+        hovertemplate: `${esc(r.label)}<br>%{y} workers alive<extra></extra>` });
+    }
+    return out;
+  }
+
+  function workersCell(r) {
+    // Configured count (N, MIN:MAX or auto), then the count over time as a step sparkline.
+    const d = state.data[r.id];
+    const ws = ((d && d.cols.workers) || []).filter((v) => v !== null);
+    const conf = esc(r.workers ?? "–");
+    if (ws.length < 2) return `${conf}`;
+    const lo = Math.min(...ws), hi = Math.max(...ws), w = 64, h = 16;
+    const span = Math.max(hi, 1);
+    let path = "";
+    ws.forEach((v, k) => {
+      const x = (k / (ws.length - 1)) * w, y = h - 1 - (v / span) * (h - 2);
+      path += k === 0 ? `M${x.toFixed(1)},${y.toFixed(1)}` : `H${x.toFixed(1)}V${y.toFixed(1)}`;
+    });
+    const now = ws[ws.length - 1];
+    return `${conf} <svg class="spark" width="${w}" height="${h}" role="img" aria-label="workers over time: ${lo} to ${hi}, now ${now}">` +
+      `<title>workers alive over time: min ${lo}, max ${hi}, now ${now}</title>` +
+      `<path d="${path}" fill="none" stroke="${colorOf(r)}" stroke-width="1.5"/></svg> ${esc(now)}`;
+  }
+
   function renderThroughput(runs) {
     const xt = X_TITLES[state.x];
     const panels = [
-      ["plot-sps", "env_steps_per_s", "Env steps/s (total solid, per worker dotted)", "env steps/s", { workers: true }],
+      ["plot-sps", "env_steps_per_s", "Env steps/s (total solid, per worker dotted; workers alive dashed, right axis)", "env steps/s", { workers: true, count: true }],
       ["plot-ups", "updates_per_s", "Learner updates/s", "gradient updates/s"],
       ["plot-lag", "policy_lag", "Policy lag (learner version − acting version)", "versions behind"],
       ["plot-replay", "replay_size", "Replay size", "transitions in replay"],
@@ -465,6 +497,14 @@
       const traces = lineTraces(runs, col, opts);
       if (!traces.length) {
         draw($(id), [], emptyLayout(title, xt, ytitle, col === "replay_size" ? "no off-policy (replay) run selected" : "no data for the selected runs"));
+      } else if (opts && opts.count) {
+        // The worker count over time (node loss, recovery, elastic growth) on a second axis.
+        const counts = workerCountTraces(runs);
+        draw($(id), traces.concat(counts), baseLayout(title, xt, ytitle, {
+          height: 320, margin: { l: 64, r: 56, t: 44, b: 48 },
+          yaxis2: { title: { text: "workers alive" }, overlaying: "y", side: "right", rangemode: "tozero",
+            dtick: 1, showgrid: false, zeroline: false },
+        }));
       } else {
         draw($(id), traces, baseLayout(title, xt, ytitle, { height: 320 }));
       }
@@ -486,7 +526,7 @@
         <td><input type="checkbox" class="sel" ${on ? "checked" : ""} aria-label="show ${esc(r.label)}"></td>
         <td title="${esc(r.path)}"><span class="swatch" style="background:${colorOf(r)}"></span>${esc(r.name)}</td>
         <td>${esc(r.algo)}</td><td>${esc(r.env)}</td><td>${esc(r.framework)}</td>
-        <td>${esc(r.workers ?? "–")}</td><td>${esc(r.seed ?? "–")}</td>
+        <td class="workers">${workersCell(r)}</td><td>${esc(r.seed ?? "–")}</td>
         <td><span class="badge ${esc(r.status)}"${why}>${esc(r.status)}</span></td>
         <td class="num">${fmtSteps(r.env_steps)}</td>
         <td class="num">${fmt(r.best_return, 1)}</td>
