@@ -62,7 +62,7 @@ class RolloutWorker:
             from tandem.replay import open_writer
 
             # A pure writer: no mirror thread, no local copy of the ring in the worker.
-            self._replay = open_writer(replay)
+            self._replay = open_writer(replay, writer_index=worker_index)
 
     def ping(self) -> int:
         return self.worker_index
