@@ -224,7 +224,11 @@ class ManagedRedis:
             conf["maxmemory"] = str(self.maxmemory)
         conf.update(self.config)
         path = self.dir / "redis.conf"
-        path.write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
+        # It holds requirepass: readable by this user only (redis-server reads it as this user).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k} {v}\n" for k, v in conf.items()))
+        os.chmod(path, 0o600)
         return path
 
     def start(self) -> ManagedRedis:

@@ -259,7 +259,7 @@ def read_run_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-RECORD_ONLY_KEYS = ("framework", "on_policy")
+RECORD_ONLY_KEYS = ("framework", "on_policy", "replay_managed")
 """Keys :func:`to_yaml_dict` writes for readers of the run directory; set by the code, not the
 user, so a run's config.yaml passed back as ``--config`` skips them."""
 
