@@ -86,8 +86,11 @@ def parse_urls(replay: str) -> list[str]:
     return urls
 
 
-def start_managed_shards(k: int, run_dir: str | Path, host: str = LOOPBACK) -> list[ManagedRedis]:
-    """K managed redis-servers (AOF, supervised) on ``host``, each with a fresh password.
+def start_managed_shards(
+    k: int, run_dir: str | Path, host: str = LOOPBACK, **kwargs: Any
+) -> list[ManagedRedis]:
+    """K managed redis-servers (AOF, supervised) on ``host``, each with a fresh password
+    (``kwargs`` go to :class:`ManagedRedis`, e.g. ``appendfsync``).
 
     Directories: ``<run_dir>/redis`` for one shard (where runs before sharding kept theirs,
     so they still resume), ``<run_dir>/redis-shard<i>`` for more. A non-loopback ``host``
@@ -97,7 +100,7 @@ def start_managed_shards(k: int, run_dir: str | Path, host: str = LOOPBACK) -> l
     servers: list[ManagedRedis] = []
     try:
         for d in dirs:
-            servers.append(managed_redis(dir=d, host=host, password=new_password()))
+            servers.append(managed_redis(dir=d, host=host, password=new_password(), **kwargs))
     except BaseException:
         for s in servers:
             s.stop()
