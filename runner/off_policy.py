@@ -29,7 +29,7 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     (never argv, never a log line), and config.yaml records only ``replay_managed: true``.
     ``--replay URL[,URL...]``: one given Redis per shard."""
     from tandem.replay import make_replay
-    from tandem.replay.shards import ShardedReplay, parse_urls, start_managed_shards
+    from tandem.replay.shards import parse_urls, start_managed_shards
 
     run, cfg = s.run_cfg, s.algo_cfg
     name = run.replay_name or Path(run.run_dir).name
@@ -73,9 +73,8 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
             buffer: ReplayBuffer = make_replay(urls[0], name=name, **opts)
             return buffer, {"url": urls[0], "name": name, "capacity": cfg.replay_capacity}, stop
         # Each shard is its own FIFO ring of an equal part of the capacity.
+        buffer = make_replay(",".join(urls), name=name, **opts)
         cap = -(-cfg.replay_capacity // len(urls))
-        shards = [make_replay(u, name=name, **{**opts, "capacity": cap}) for u in urls]
-        buffer = ShardedReplay(shards, seed=run.seed)
         return buffer, {"urls": urls, "name": name, "capacity": cap}, stop
     except BaseException:
         stop.stop()

@@ -150,3 +150,18 @@ def test_a_run_trains_on_two_managed_shards_and_resumes(tmp_path):
         if line.startswith("requirepass ")
     ]
     assert set(new_pw).isdisjoint(pw), "each start of a managed server generates a new password"
+
+
+def test_make_replay_takes_comma_separated_urls_as_shards(make_redis, replay_name):
+    from tandem.replay import make_replay
+
+    urls = [make_redis().url for _ in range(3)]
+    r = make_replay(",".join(urls), replay_name, capacity=10, prioritized=True, seed=1)
+    try:
+        assert isinstance(r, ShardedReplay) and r.k == 3 and r.prioritized
+        assert [s.capacity for s in r.shards] == [4, 4, 4]  # ceil(10 / 3) rows each
+        r.add(make_batch(np.arange(3)))  # its own writes go to one shard
+        r.sync()
+        assert len(r) == 3 and sorted(len(s) for s in r.shards) == [0, 0, 3]
+    finally:
+        r.close()
