@@ -17,7 +17,8 @@ Figures per (K, W), over a window of ``--seconds`` once every writer is connecte
   busy: the single-threaded server is saturated there);
 * ``mirror_lag``: rows in Redis the learner had not mirrored at the end of the window.
 
-``saturation``: per K, the first W whose doubling gains under 10% insert throughput.
+``saturation_writers``: per K, the fewest writers that reach 90% of that K's best insert rate
+(None: still rising at the most writers measured).
 
 Usage:
     python -m benchmarks.replay_shards --out benchmarks/results/replay_shards.json
@@ -136,11 +137,14 @@ def measure(
 
 
 def saturation(rows: list[dict]) -> dict[str, int | None]:
-    """Per K: the first W whose doubling (the next W measured) gains under 10% inserts/s."""
+    """Per K: the fewest writers that reach 90% of the best insert rate measured for that K
+    (None: only the most writers measured got there, so the shard(s) were still not saturated)."""
     out: dict[str, int | None] = {}
     for k in sorted({r["shards"] for r in rows}):
         seq = sorted((r["writers"], r["insert_tps"]) for r in rows if r["shards"] == k)
-        out[str(k)] = next((w for (w, t), (_, t2) in zip(seq, seq[1:], strict=False) if t2 < 1.1 * t), None)
+        best = max(t for _, t in seq)
+        w = next(w for w, t in seq if t >= 0.9 * best)
+        out[str(k)] = None if w == seq[-1][0] else w
     return out
 
 

@@ -154,3 +154,23 @@ def test_stats_merge_counts_and_weight_means():
 def test_mixed_shard_kinds_are_refused():
     with pytest.raises(ReplayError, match="all prioritized"):
         ShardedReplay([InMemoryReplay(4), InMemoryReplay(4, prioritized=True)])
+
+
+def test_config_takes_shards_and_url_lists_and_records_a_managed_replay_without_secrets():
+    from tandem.core.errors import TandemError
+    from tandem.learners.registry import get_algo
+    from tandem.runner.config import RunConfig, check_value, to_yaml_dict
+
+    check_value("replay_shards", 4)
+    with pytest.raises(TandemError, match="replay_shards"):
+        check_value("replay_shards", 0)
+    check_value("replay", "redis://:pw@a:1/0,rediss://b:2/0")
+    with pytest.raises(TandemError, match="comma-separated"):
+        check_value("replay", "redis://a:1/0,memory")
+    algo_cfg = get_algo("dqn").config_cls()
+    managed = to_yaml_dict(RunConfig(algo="dqn", replay_shards=2), algo_cfg)
+    assert managed["replay_managed"] is True and managed["replay"] is None and managed["replay_shards"] == 2
+    urls = "redis://:s3cret@a:1/0,redis://:s3cret@b:1/0"
+    given = to_yaml_dict(RunConfig(algo="dqn", replay=urls), algo_cfg)
+    assert given["replay_managed"] is False and "s3cret" not in str(given)
+    assert to_yaml_dict(RunConfig(algo="ppo"), get_algo("ppo").config_cls())["replay_managed"] is False
