@@ -17,6 +17,9 @@ Figures per (K, W), over a window of ``--seconds`` once every writer is connecte
   busy: the single-threaded server is saturated there);
 * ``mirror_lag``: rows in Redis the learner had not mirrored at the end of the window.
 
+``rows_per_redis_cpu_s``: per K, inserts per CPU-second of the redis-servers: the rate at
+which one shard's single thread would be saturated.
+
 ``saturation_writers``: per K, the fewest writers that reach 90% of that K's best insert rate
 (None: still rising at the most writers measured).
 
@@ -148,6 +151,21 @@ def saturation(rows: list[dict]) -> dict[str, int | None]:
     return out
 
 
+def rows_per_redis_cpu_s(rows: list[dict]) -> dict[str, float | None]:
+    """Per K: the median of ``insert_tps / sum(redis_cpu)`` over the runs, i.e. transitions one
+    fully busy redis-server core would take: where one shard saturates, when its writers do not
+    run out of CPU first (None: the servers were too idle to measure)."""
+    out: dict[str, float | None] = {}
+    for k in sorted({r["shards"] for r in rows}):
+        vals = [
+            r["insert_tps"] / sum(r["redis_cpu"])
+            for r in rows
+            if r["shards"] == k and sum(r["redis_cpu"]) >= 0.02
+        ]
+        out[str(k)] = round(float(np.median(vals))) if vals else None
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
@@ -202,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "rows": rows,
         "saturation_writers": saturation(rows),
+        "rows_per_redis_cpu_s": rows_per_redis_cpu_s(rows),
         "wall_s": round(time.time() - t_start, 1),
     }
     text = json.dumps(result, indent=1)
