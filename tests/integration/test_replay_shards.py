@@ -165,3 +165,66 @@ def test_make_replay_takes_comma_separated_urls_as_shards(make_redis, replay_nam
         assert len(r) == 3 and sorted(len(s) for s in r.shards) == [0, 0, 3]
     finally:
         r.close()
+
+
+class FakeBackend:
+    """Only what open_replay asks a backend: whether it spans nodes, and this node's address."""
+
+    def __init__(self, single: bool, address: str):
+        self.single, self.address = single, address
+
+    def single_host(self) -> bool:
+        return self.single
+
+    def node_address(self) -> str:
+        return self.address
+
+
+def fake_session(tmp_path, backend, **run_kw):
+    from types import SimpleNamespace
+
+    from tandem.learners.registry import get_algo
+    from tandem.runner.config import RunConfig
+
+    run = RunConfig(algo="dqn", run_dir=str(tmp_path / "run"), **run_kw)
+    cfg = get_algo("dqn").config_cls()
+    cfg.replay_capacity = 1000
+    return SimpleNamespace(run_cfg=run, algo_cfg=cfg, backend=backend, resumed_from=None)
+
+
+@pytest.mark.parametrize("single, bound", [(True, "127.0.0.1"), (False, "127.0.0.2")])
+def test_open_replay_binds_managed_shards_to_the_learner_nodes_address(tmp_path, single, bound):
+    """Several nodes: the servers bind the address the backend reports for this node (here
+    127.0.0.2, another loopback address, so the test stays on this machine); one node: loopback."""
+    from tandem.runner.off_policy import open_replay
+
+    s = fake_session(tmp_path, FakeBackend(single, "127.0.0.2"), replay_shards=2)
+    buffer, spec, servers = open_replay(s)
+    try:
+        assert [srv.host for srv in servers.servers] == [bound, bound]
+        assert all(u.startswith("redis://:") and f"@{bound}:" in u for u in spec["urls"])
+        assert spec["capacity"] == 500 and len(set(spec["urls"])) == 2
+        for d in ("redis-shard0", "redis-shard1"):
+            conf = (tmp_path / "run" / d / "redis.conf").read_text()
+            assert f"bind {bound}\n" in conf and "requirepass " in conf
+        w = open_writer(spec, writer_index=1)
+        assert w.url == spec["urls"][1]
+        w.add(make_batch(np.arange(4)))
+        w.close()
+        buffer.sync()
+        assert len(buffer) == 4
+    finally:
+        buffer.close()
+        servers.stop()
+
+
+def test_open_replay_refuses_a_shard_count_that_does_not_match_the_urls(tmp_path):
+    from tandem.core.errors import TandemError
+    from tandem.runner.off_policy import open_replay
+
+    one = FakeBackend(True, "127.0.0.1")
+    s = fake_session(tmp_path, one, replay="redis://127.0.0.1:1/0,redis://127.0.0.1:2/0", replay_shards=3)
+    with pytest.raises(TandemError, match="--replay-shards 3 needs 3 Redis URLs"):
+        open_replay(s)
+    with pytest.raises(TandemError, match="not --replay memory"):
+        open_replay(fake_session(tmp_path, one, replay="memory", replay_shards=2))
