@@ -86,17 +86,29 @@ def parse_urls(replay: str) -> list[str]:
     return urls
 
 
+def shard_dirs(k: int, run_dir: str | Path) -> list[Path]:
+    """Where K managed shards keep their files: ``redis`` for one (the layout of runs before
+    sharding, so they still resume), ``redis-shard<i>`` for more."""
+    return [Path(run_dir) / "redis"] if k == 1 else [Path(run_dir) / f"redis-shard{i}" for i in range(k)]
+
+
 def start_managed_shards(
     k: int, run_dir: str | Path, host: str = LOOPBACK, **kwargs: Any
 ) -> list[ManagedRedis]:
     """K managed redis-servers (AOF, supervised) on ``host``, each with a fresh password
     (``kwargs`` go to :class:`ManagedRedis`, e.g. ``appendfsync``).
 
-    Directories: ``<run_dir>/redis`` for one shard (where runs before sharding kept theirs,
-    so they still resume), ``<run_dir>/redis-shard<i>`` for more. A non-loopback ``host``
+    Directories: :func:`shard_dirs`; a run directory that already keeps another number of
+    shards is refused (resuming with another K would silently drop data). A non-loopback ``host``
     always gets a password; a loopback one gets one too, since other users of the machine
     reach loopback ports."""
-    dirs = [Path(run_dir) / "redis"] if k == 1 else [Path(run_dir) / f"redis-shard{i}" for i in range(k)]
+    dirs = shard_dirs(k, run_dir)
+    kept = sorted(p.name for p in Path(run_dir).glob("redis*") if p.is_dir())
+    if kept and kept != sorted(d.name for d in dirs):
+        raise ReplayError(
+            f"{run_dir} keeps its replay in {len(kept)} managed shard(s) ({', '.join(kept)}), not {k}: "
+            f"resume with --replay-shards {len(kept)}"
+        )
     servers: list[ManagedRedis] = []
     try:
         for d in dirs:
@@ -106,6 +118,17 @@ def start_managed_shards(
             s.stop()
         raise
     return servers
+
+
+class ManagedServers:
+    """A run's managed redis-servers, stopped together (what ``open_replay`` hands the driver)."""
+
+    def __init__(self, servers: Sequence[ManagedRedis]):
+        self.servers = list(servers)
+
+    def stop(self) -> None:
+        for srv in self.servers:
+            srv.stop()
 
 
 class ShardedReplay:

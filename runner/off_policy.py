@@ -29,7 +29,7 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     (never argv, never a log line), and config.yaml records only ``replay_managed: true``.
     ``--replay URL[,URL...]``: one given Redis per shard."""
     from tandem.replay import make_replay
-    from tandem.replay.shards import parse_urls, start_managed_shards
+    from tandem.replay.shards import ManagedServers, parse_urls, start_managed_shards
 
     run, cfg = s.run_cfg, s.algo_cfg
     name = run.replay_name or Path(run.run_dir).name
@@ -67,7 +67,7 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
                 f"--replay-shards {k} needs {k} Redis URLs in --replay (comma-separated), got "
                 f"{len(urls)}: list one URL per shard, or drop --replay for managed shards"
             )
-    stop = _Servers(servers)
+    stop = ManagedServers(servers)
     try:
         if len(urls) == 1:
             buffer: ReplayBuffer = make_replay(urls[0], name=name, **opts)
@@ -79,17 +79,6 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     except BaseException:
         stop.stop()
         raise
-
-
-class _Servers:
-    """The managed redis-servers of a run, stopped together."""
-
-    def __init__(self, servers: list[Any]):
-        self.servers = servers
-
-    def stop(self) -> None:
-        for srv in self.servers:
-            srv.stop()
 
 
 def train_off_policy(s: Session) -> None:

@@ -94,6 +94,12 @@ def test_managed_shards_have_their_own_dir_password_and_aof(tmp_path, replay_nam
     finally:
         for s in again:
             s.stop()
+    # resuming with another shard count would drop the data of the shards it no longer opens
+    from tandem.replay import ReplayError
+
+    with pytest.raises(ReplayError, match="resume with --replay-shards 2"):
+        start_managed_shards(1, tmp_path, host="127.0.0.1")
+    assert not (tmp_path / "redis").exists()
 
 
 def test_a_non_loopback_managed_server_needs_a_password(tmp_path):
