@@ -455,6 +455,11 @@ class RayBackend:
     def single_host(self) -> bool:
         return len([n for n in ray.nodes() if n.get("Alive")]) <= 1
 
+    def node_address(self) -> str:
+        """This node's address in the Ray cluster (the one its raylet registered, which the
+        other nodes already reach): where a managed replay binds on a multi-node run."""
+        return ray.util.get_node_ip_address()
+
     def metrics_sink(self, run: str, algo: str, env: str) -> RayMetrics:
         return RayMetrics(run=run, algo=algo, env=env)
 

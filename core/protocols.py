@@ -175,6 +175,9 @@ class Backend(Protocol):
     def single_host(self) -> bool:
         """Whether every worker runs on this machine (and so can reach its loopback Redis)."""
 
+    def node_address(self) -> str:
+        """This process's node address as the other nodes reach it (where a managed replay binds)."""
+
     def metrics_sink(self, run: str, algo: str, env: str) -> MetricsSink | None:
         """An extra sink for the run's metrics rows, or None."""
 

@@ -18,7 +18,8 @@ Both implement ``core.protocols.ReplayBuffer`` with the same behaviour::
 
 Storage x sampler: ``LocalRing`` holds numpy arrays and a uniform or proportional
 (``SumTree``) sampler; ``InMemoryReplay`` appends to it, ``RedisReplay`` mirrors Redis into
-it. numpy and redis only: no torch, no ray.
+it. ``ShardedReplay`` samples K Redis replays as one (``--replay-shards K``, ``replay.shards``).
+numpy and redis only: no torch, no ray.
 """
 
 from tandem.replay.errors import CorruptReplayError, ReplayError, SchemaMismatchError
@@ -30,6 +31,7 @@ from tandem.replay.redis_writer import RedisWriter, open_writer
 from tandem.replay.ring import LocalRing, PrioritizedSampler, UniformSampler
 from tandem.replay.schema import FORMAT_VERSION, FieldSpec, Schema
 from tandem.replay.server import ManagedRedis, local_redis, managed_redis
+from tandem.replay.shards import ShardedReplay
 from tandem.replay.sumtree import SumTree
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "ReplayError",
     "Schema",
     "SchemaMismatchError",
+    "ShardedReplay",
     "SumTree",
     "UniformSampler",
     "local_redis",

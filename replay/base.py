@@ -80,6 +80,11 @@ class RingReplay:
         if ring is not None:
             ring.update_priorities(indices, priorities)
 
+    def mass(self) -> tuple[float, float]:
+        """``(total, smallest)`` sampling mass of the live rows (see ``LocalRing.mass``)."""
+        ring = self._reader()
+        return (0.0, 0.0) if ring is None else ring.mass()
+
     def _settled(self) -> LocalRing | None:
         """The ring, once it reflects this object's own earlier writes (no other I/O)."""
         return self._ring

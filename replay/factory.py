@@ -10,6 +10,7 @@ from tandem.replay.memory import InMemoryReplay
 from tandem.replay.redis_replay import RedisReplay
 from tandem.replay.schema import Schema
 from tandem.replay.server import managed_redis
+from tandem.replay.shards import ShardedReplay, parse_urls
 
 
 def make_replay(
@@ -24,7 +25,7 @@ def make_replay(
     beta: float = 0.4,
     seed: int | None = None,
     **kwargs: Any,
-) -> InMemoryReplay | RedisReplay:
+) -> InMemoryReplay | RedisReplay | ShardedReplay:
     """Build the replay buffer that ``--replay`` names.
 
     * ``"memory"``: an ``InMemoryReplay`` in this process.
@@ -32,6 +33,8 @@ def make_replay(
       on a free loopback port and stops at exit (``replay.server.managed_redis``: AOF,
       supervised).
     * ``redis://[:password@]host:port[/db]`` or ``rediss://...``: a ``RedisReplay`` there.
+    * several such URLs, comma-separated: a ``ShardedReplay`` over one ``RedisReplay`` per URL,
+      each a ring of ``ceil(capacity / K)`` rows (``replay.shards``).
 
     ``kwargs`` go to ``RedisReplay`` (``prefetch``, ``writer_id``, ``redis_kwargs``, ...).
     """
@@ -54,6 +57,15 @@ def make_replay(
             f"--replay {url_or_memory!r} is not understood: pass 'memory', a redis:// or rediss:// URL, "
             "or nothing for a private local Redis"
         )
+    if "," in url:
+        urls = parse_urls(url)
+        cap = None if capacity is None else -(-capacity // len(urls))
+        shards = [
+            make_replay(u, name, cap, schema=schema, example=example, prioritized=prioritized,
+                        alpha=alpha, beta=beta, seed=None if seed is None else seed + i, **kwargs)
+            for i, u in enumerate(urls)
+        ]  # fmt: skip
+        return ShardedReplay(shards, seed=seed)  # type: ignore[arg-type]
     return RedisReplay(
         url,
         name,

@@ -10,6 +10,7 @@ Reverb keeps apart:
 | ``redis_store``         | one buffer's keys, schema record, atomic creation              |
 | ``redis_writer``        | ``RedisWriter``: what workers use (``open_writer(spec)``)      |
 | ``redis_mirror``        | ``RedisMirror``: the reader's local copy and its sync thread   |
+| ``shards``              | ``ShardedReplay``: K servers sampled as one buffer             |
 
 Layout (all keys under ``tandem:<name>:``)
 

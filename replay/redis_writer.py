@@ -214,12 +214,22 @@ def _rebuild(kw: dict) -> RedisWriter:
     return RedisWriter(kw.pop("url"), kw.pop("name"), kw.pop("capacity"), **kw)
 
 
-def open_writer(spec: Mapping[str, Any]) -> RedisWriter:
-    """The writer a worker uses: ``spec`` holds ``url``, ``name`` and optionally ``capacity``
-    and any other :class:`RedisWriter` option (the driver sends it to every worker)."""
+def open_writer(spec: Mapping[str, Any], writer_index: int | None = None) -> RedisWriter:
+    """The writer a worker uses: ``spec`` holds ``url`` (or ``urls``, one per replay shard),
+    ``name`` and optionally ``capacity`` and any other :class:`RedisWriter` option (the driver
+    sends it to every worker through Ray, never on a command line).
+
+    With several shards, the writer writes to shard ``shard_of(writer_index, K)`` (worker
+    ``i`` to shard ``i mod K``; without an index, by a hash of its writer id)."""
     kw = dict(spec)
-    try:
-        url = kw.pop("url")
-    except KeyError:
-        raise ReplayError("a replay writer spec needs a 'url' (redis://host:port)") from None
+    urls = kw.pop("urls", None)
+    url = kw.pop("url", None)
+    if urls:
+        from tandem.replay.shards import shard_of
+
+        wid = kw.get("writer_id") or default_writer_id()
+        kw["writer_id"] = wid
+        url = urls[shard_of(wid if writer_index is None else writer_index, len(urls))]
+    if url is None:
+        raise ReplayError("a replay writer spec needs a 'url' (redis://host:port)")
     return RedisWriter(url, kw.pop("name", "default"), kw.pop("capacity", None), **kw)

@@ -182,6 +182,16 @@ class LocalRing:
             self.sampled += n
             return out, self.pos[slots], weights
 
+    def mass(self) -> tuple[float, float]:
+        """``(total, smallest)`` sampling mass of the live rows: ``(sum p_i^alpha, min p_i^alpha)``
+        for prioritized replay, ``(size, 1)`` for uniform. Shards are drawn in proportion to it."""
+        with self.lock:
+            if isinstance(self.sampler, PrioritizedSampler):
+                if len(self) == 0:
+                    return 0.0, 0.0
+                return float(self.sampler.tree.total), float(self.sampler.tree.min)
+            return float(len(self)), 1.0
+
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         if not self.sampler.prioritized:
             return

@@ -1,7 +1,8 @@
 """``ManagedRedis``: a private redis-server on a free loopback port, stopped at exit.
 
 When the user gives no replay URL, Tandem starts one of these, the way Ray starts its own
-GCS: ``redis-server`` with a generated config in a temp dir, bound to 127.0.0.1 only, no RDB
+GCS: ``redis-server`` with a generated config in a temp dir, bound to 127.0.0.1 (or, for a
+multi-node run, to the learner node's cluster address, with a fresh password), no RDB
 snapshots, optional AOF persistence and password. Tests use it too (``tests/conftest.py``).
 
 :func:`managed_redis` is the one place Tandem starts its own server (``make_replay(None)``
@@ -18,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -77,10 +79,23 @@ def find_redis_server(executable: str | None = None) -> str:
     return exe
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+LOOPBACK = "127.0.0.1"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address only this machine can reach."""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def new_password() -> str:
+    """A fresh random ``requirepass`` (192 bits, URL-safe: it goes into a redis:// URL)."""
+    return secrets.token_urlsafe(24)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -95,9 +110,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class ManagedRedis:
-    """A redis-server child process on ``127.0.0.1:<free port>`` with its files in a temp dir.
+    """A redis-server child process on ``<host>:<free port>`` with its files in a temp dir.
 
     Args:
+        host: the address it binds and its URL names: 127.0.0.1 (default), or a node's
+            cluster address so that other nodes reach it (then a ``password`` is required:
+            protected mode stays on, and a server open to the network is never unauthenticated).
         port: fixed port (default: a free one, chosen again if it is taken at start).
         aof: append-only-file persistence: the data survives ``restart()``.
         appendfsync: AOF fsync policy (``everysec`` survives a killed process; ``always``
@@ -120,6 +138,7 @@ class ManagedRedis:
     def __init__(
         self,
         *,
+        host: str = LOOPBACK,
         port: int | None = None,
         aof: bool = False,
         appendfsync: str = "everysec",
@@ -133,7 +152,12 @@ class ManagedRedis:
         supervise_poll_s: float = 0.1,
         start: bool = True,
     ):
+        if not is_loopback(host) and not password:
+            raise ReplayError(
+                f"a managed redis-server bound to {host} (not loopback) needs a password: pass password="
+            )
         self.executable = find_redis_server(executable)
+        self.host = host
         self._fixed_port = port
         self.port = port or 0
         self.aof, self.appendfsync, self.password, self.maxmemory = aof, appendfsync, password, maxmemory
@@ -157,9 +181,9 @@ class ManagedRedis:
 
     @property
     def url(self) -> str:
-        """``redis://[:password@]127.0.0.1:port/0``."""
+        """``redis://[:password@]host:port/0``."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -183,7 +207,7 @@ class ManagedRedis:
 
     def _write_config(self) -> Path:
         conf = {
-            "bind": "127.0.0.1",
+            "bind": self.host,
             "port": str(self.port),
             "dir": str(self.dir),
             "daemonize": "no",
@@ -200,7 +224,11 @@ class ManagedRedis:
             conf["maxmemory"] = str(self.maxmemory)
         conf.update(self.config)
         path = self.dir / "redis.conf"
-        path.write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
+        # It holds requirepass: readable by this user only (redis-server reads it as this user).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k} {v}\n" for k, v in conf.items()))
+        os.chmod(path, 0o600)
         return path
 
     def start(self) -> ManagedRedis:
@@ -210,12 +238,12 @@ class ManagedRedis:
                 return self
             for attempt in range(5):
                 if not self._fixed_port and (attempt or not self.port):
-                    self.port = free_port()
+                    self.port = free_port(self.host)
                 if self._spawn():
                     break
                 if self._fixed_port or "Address already in use" not in self.log_tail(20):
                     raise ReplayError(
-                        f"redis-server failed to start on 127.0.0.1:{self.port} "
+                        f"redis-server failed to start on {self.host}:{self.port} "
                         f"({self.log_tail(1).strip() or 'no log'}): see {self.log_path}"
                     )
             else:
@@ -246,7 +274,8 @@ class ManagedRedis:
                 code = None if self._proc is None else self._proc.returncode
                 self._proc = None
                 log.warning(
-                    "managed redis-server on 127.0.0.1:%d exited (code %s); restarting it from %s",
+                    "managed redis-server on %s:%d exited (code %s); restarting it from %s",
+                    self.host,
                     self.port,
                     code,
                     self.dir,
@@ -263,7 +292,8 @@ class ManagedRedis:
                 if failures >= 10:
                     self._wanted = False
                     log.error(
-                        "managed redis-server on 127.0.0.1:%d did not restart after 10 tries: see %s",
+                        "managed redis-server on %s:%d did not restart after 10 tries: see %s",
+                        self.host,
                         self.port,
                         self.log_path,
                     )
@@ -284,7 +314,7 @@ class ManagedRedis:
 
         # No client-side retries: this loop polls itself and must notice a dead child at once.
         client = redis.Redis(
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             password=self.password,
             socket_timeout=2,
@@ -361,7 +391,7 @@ class ManagedRedis:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"ManagedRedis(127.0.0.1:{self.port}, {state}, aof={self.aof}, dir={self.dir})"
+        return f"ManagedRedis({self.host}:{self.port}, {state}, aof={self.aof}, dir={self.dir})"
 
 
 _shared: ManagedRedis | None = None

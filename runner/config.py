@@ -42,7 +42,9 @@ class RunConfig:
     run_dir: str | None = None
     """Output directory (default runs/<algo>-<env>-<time>)."""
     replay: str | None = None
-    """Off-policy replay: 'memory', a redis:// or rediss:// URL, or None for a managed local Redis."""
+    """Off-policy replay: 'memory', redis:// or rediss:// URL(s) (comma-separated: shards), None: managed."""
+    replay_shards: int = 1
+    """Redis servers the off-policy replay is spread over (managed ones, or one --replay URL each)."""
     replay_name: str | None = None
     """Redis buffer name (default: the run directory's name); runs that share it share data."""
     stop_return: float | None = None
@@ -160,6 +162,7 @@ FIELD_RULES: dict[str, Rule] = {
     **dict.fromkeys(
         ["workers", "envs_per_worker", "total_steps", "return_window", "checkpoint_every"], POSITIVE
     ),
+    "replay_shards": POSITIVE,
     **dict.fromkeys(["learner_threads", "num_cpus", "report_interval_s"], POSITIVE),
     "seed": NON_NEGATIVE,
     # Algorithm configs, matched by field name whatever the algorithm
@@ -195,10 +198,11 @@ REPLAY_FORMS = ("memory", "redis://", "rediss://", "unix://")
 def check_value(key: str, value: Any, source: str = "--set") -> None:
     """Raise a one-line TandemError if ``value`` (already coerced) is out of ``key``'s range."""
     if key == "replay" and value is not None:
-        if not (value == "memory" or str(value).startswith(REPLAY_FORMS[1:])):
+        parts = str(value).split(",")
+        if not (value == "memory" or all(p.strip().startswith(REPLAY_FORMS[1:]) for p in parts)):
             raise TandemError(
                 f"{source} replay={_show(value)}: expected memory, redis://[:pw@]host:port/db, rediss://... "
-                "or unix:///path/redis.sock (or leave it unset for a managed local redis-server)"
+                "or unix:///path/redis.sock, comma-separated for shards (or leave it unset for managed Redis)"
             )
         return
     values = value if isinstance(value, tuple) else (value,)
@@ -284,7 +288,7 @@ def read_run_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-RECORD_ONLY_KEYS = ("framework", "on_policy")
+RECORD_ONLY_KEYS = ("framework", "on_policy", "replay_managed")
 """Keys :func:`to_yaml_dict` writes for readers of the run directory; set by the code, not the
 user, so a run's config.yaml passed back as ``--config`` skips them."""
 
@@ -326,5 +330,8 @@ def to_yaml_dict(run: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(algo_cfg).items()
     }
     d["on_policy"] = get_algo(run.algo).on_policy
+    # Tandem started the replay's redis-servers: their passwords are fresh each start and never
+    # stored; --resume starts new servers on the run directory's AOF files.
+    d["replay_managed"] = run.replay is None and not d["on_policy"]
     d["framework"] = "tandem"
     return d

@@ -143,6 +143,10 @@ class LocalBackend:
     def single_host(self) -> bool:
         return True
 
+    def node_address(self) -> str:
+        """Loopback: every worker is in this process."""
+        return "127.0.0.1"
+
     def metrics_sink(self, run: str, algo: str, env: str) -> MetricsSink | None:
         return None
 

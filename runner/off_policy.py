@@ -20,8 +20,17 @@ log = logging.getLogger("tandem")
 
 def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
     """The learner's replay, the spec workers use to write to it (None: send batches to the
-    driver), and the managed Redis server if Tandem started one."""
+    driver), and the managed Redis servers if Tandem started them (an object with ``stop()``).
+
+    No ``--replay``: ``replay_shards`` managed redis-servers on this process's node (the
+    learner's), kept in the run directory with AOF on so that ``--resume`` restarts them on
+    the same data. On one machine they listen on loopback; on a multi-node cluster on this
+    node's Ray address, so every node reaches them. Each gets a fresh password either way; the
+    URLs reach the workers inside the spec, which Ray hands to the worker actors' constructors
+    (never argv, never a log line), and config.yaml records only ``replay_managed: true``.
+    ``--replay URL[,URL...]``: one given Redis per shard."""
     from tandem.replay import make_replay
+    from tandem.replay.shards import ManagedServers, parse_urls, start_managed_shards
 
     run, cfg = s.run_cfg, s.algo_cfg
     name = run.replay_name or Path(run.run_dir).name
@@ -36,27 +45,41 @@ def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
         seed=run.seed,
     )
     if run.replay == "memory":
+        if run.replay_shards != 1:
+            raise TandemError(
+                f"--replay-shards {run.replay_shards} shards a Redis replay, not --replay memory: "
+                "drop one of the two"
+            )
         if s.resumed_from is not None:
             log.warning(
                 "--replay memory: the replay buffer is not kept across runs, resuming with an empty one"
             )
         return make_replay("memory", name=name, **opts), None, None
-    server = None
-    url = run.replay
-    if url is None:
-        from tandem.replay.server import managed_redis
-
-        if not s.backend.single_host():
+    k = run.replay_shards
+    servers: list[Any] = []
+    if run.replay is None:
+        host = "127.0.0.1" if s.backend.single_host() else s.backend.node_address()
+        servers = start_managed_shards(k, run.run_dir, host=host)
+        urls = [srv.url for srv in servers]
+    else:
+        urls = parse_urls(run.replay)
+        if k not in (1, len(urls)):
             raise TandemError(
-                "the managed local Redis listens on this machine's loopback, which workers on other "
-                "nodes cannot reach: pass --replay redis://HOST:PORT (a Redis every node can reach)"
+                f"--replay-shards {k} needs {k} Redis URLs in --replay (comma-separated), got "
+                f"{len(urls)}: list one URL per shard, or drop --replay for managed shards"
             )
-
-        # Kept inside the run directory with AOF on, so that --resume finds the same buffer.
-        server = managed_redis(dir=Path(run.run_dir) / "redis")
-        url = server.url
-    buffer = make_replay(url, name=name, **opts)
-    return buffer, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server
+    stop = ManagedServers(servers)
+    try:
+        if len(urls) == 1:
+            buffer: ReplayBuffer = make_replay(urls[0], name=name, **opts)
+            return buffer, {"url": urls[0], "name": name, "capacity": cfg.replay_capacity}, stop
+        # Each shard is its own FIFO ring of an equal part of the capacity.
+        buffer = make_replay(",".join(urls), name=name, **opts)
+        cap = -(-cfg.replay_capacity // len(urls))
+        return buffer, {"urls": urls, "name": name, "capacity": cap}, stop
+    except BaseException:
+        stop.stop()
+        raise
 
 
 DRAIN_TIMEOUT_S = 60.0

@@ -63,7 +63,7 @@ class RolloutWorker:
             from tandem.replay import open_writer
 
             # A pure writer: no mirror thread, no local copy of the ring in the worker.
-            self._replay = open_writer(replay)
+            self._replay = open_writer(replay, writer_index=worker_index)
 
     def _reset(self, incarnation: int, seed_torch: bool = True) -> None:
         """Seed torch, the action space and every sub-env for ``incarnation``, and start fresh

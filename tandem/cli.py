@@ -56,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("address", "address"),
         ("run_dir", "run_dir"),
         ("replay", "replay"),
+        ("replay_shards", "replay_shards"),
         ("num_cpus", "num_cpus"),
         ("stop_return", "stop_return"),
         ("backend", "backend"),
@@ -288,8 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--replay",
-        help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... (or TANDEM_REPLAY_URL) "
-        "(default: a managed local redis-server)",
+        help="off-policy replay: memory | redis://[:pw@]host:port/db | rediss://... (or TANDEM_REPLAY_URL); "
+        "several URLs, comma-separated, shard it (default: managed redis-server(s) on the learner's node)",
+    )
+    t.add_argument(
+        "--replay-shards",
+        type=int,
+        metavar="K",
+        help="spread the Redis replay over K servers (managed: K redis-servers on the learner's node; "
+        "given: one --replay URL each, comma-separated); writers go to shard (worker index mod K)",
     )
     t.add_argument(
         "--stop-return",
