@@ -110,24 +110,3 @@ def test_dqn_spreads_its_workers_and_fills_a_shared_redis_replay(ray_cluster, ma
     assert last["grad_updates"] > 0 and last["samples_trained"] == 32 * last["grad_updates"]
     assert last["replay_ratio"] == pytest.approx(last["samples_trained"] / last["env_steps"])
     assert last["replay_ratio"] > 1.0, "DQN samples each transition more than once"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing feature (issue 11 item 3): on a multi-node cluster without --replay, Tandem "
-    "refuses instead of starting the managed redis-server on the learner's node, bound to that "
-    "node's Ray address with a generated password, and handing workers the URL through Ray",
-)
-def test_dqn_without_replay_option_gets_a_managed_redis_every_node_reaches(ray_cluster, tmp_path):
-    run_dir = tmp_path / "dqn-managed"
-    nodes = train_on(
-        ray_cluster,
-        run_dir,
-        "dqn",
-        "--total-steps",
-        "1200",
-        *sets("min_size=200", "samples_per_insert=8", "batch_size=32", "hidden=[32]"),
-    )
-    assert len(set(nodes.values())) >= 2
-    last = rows(run_dir)[-1]
-    assert status(run_dir) == "finished" and last["replay_size"] >= 1000 and last["grad_updates"] > 0
