@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from ray._private import ray_constants
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import get_current_placement_group, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from tandem.cluster.telemetry import RayMetrics
@@ -99,15 +99,26 @@ class RayWorkerGroup:
         self.parked: dict[int, ray.ObjectRef] = {}  # worker index -> pending ping
         self._calls: dict[ray.ObjectRef, int] = {}  # submitted call -> worker index
         self._restarts = 0
-        # One placement group reserves every worker's CPUs at once. Placing actors one by one
-        # deadlocked when two runs shared a cluster too small for both: each got some of its
-        # workers and waited forever for the rest. Now the second run waits for the first.
-        self.pg = placement_group([{"CPU": cpus}] * num_workers, strategy="SPREAD")
-        self._wait_for_placement(cpus, start_timeout_s)
+        # A sweep trial (cluster.sweep) runs inside Tune's placement group: bundle 0 is its
+        # driver and learner, bundles 1..N its workers, already reserved; it is Tune's to remove.
+        trial_pg = get_current_placement_group()
+        self._own_pg = trial_pg is None or len(trial_pg.bundle_specs) < num_workers + 1
+        first = 0
+        if not self._own_pg:
+            self.pg, first = trial_pg, 1
+            cpus = float(trial_pg.bundle_specs[1].get("CPU", cpus))
+        else:
+            # One placement group reserves every worker's CPUs at once. Placing actors one by one
+            # deadlocked when two runs shared a cluster too small for both: each got some of its
+            # workers and waited forever for the rest. Now the second run waits for the first.
+            self.pg = placement_group([{"CPU": cpus}] * num_workers, strategy="SPREAD")
+            self._wait_for_placement(cpus, start_timeout_s)
         remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
         self.actors = [
             remote_cls.options(
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    self.pg, placement_group_bundle_index=first + i
+                )
             ).remote(worker_index=i, num_workers=num_workers, **worker_kwargs)
             for i in range(num_workers)
         ]
@@ -224,7 +235,8 @@ class RayWorkerGroup:
     def shutdown(self) -> None:
         for a in self.actors:
             ray.kill(a, no_restart=True)
-        remove_placement_group(self.pg)
+        if self._own_pg:
+            remove_placement_group(self.pg)
 
 
 class RayBackend:
