@@ -123,8 +123,16 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _number(v: Any) -> Any:
+    """YAML 1.1 reads ``3e-4`` (no dot) as a string; a grid value is meant as the number."""
+    return float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v
+
+
 def _axis(key: str, value: Any) -> list[Any]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    values = [_number(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
     if not values:
         raise SweepError(f"grid {key}: no values; give at least one, {key}=[a,b]")
     if key == "seed":
