@@ -229,3 +229,43 @@ def test_cli_refuses_an_existing_sweep_and_resume_with_new_flags(tmp_path, capsy
     assert "already holds a sweep: pass --resume" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(tmp_path / "s"), "--algo", "ppo"]) == 2
     assert "drop algo" in capsys.readouterr().err
+
+
+def test_dashboard_groups_a_sweeps_trials_by_their_grid_values(tmp_path):
+    from tandem.dashboard.data import RunStore
+
+    spec = SweepSpec("ppo", "CartPole-v1", name="s", seeds=[0, 1], grid={"lr": [0.001, 0.01]})
+    trials = expand(spec)
+    sweep = tmp_path / "runs" / "s"
+    write_spec(sweep, spec, trials)
+
+    def run(d, seed, lr, rets):
+        d.mkdir(parents=True)
+        cfg = {"algo": "ppo", "env_id": "CartPole-v1", "seed": seed, "workers": 1, "algo_config": {"lr": lr}}
+        (d / "config.yaml").write_text(json.dumps(cfg))
+        rows = [
+            {"env_steps": 100 * (i + 1), "episodes": i + 1, "wall_time_s": i + 1.0, "episode_returns": [r]}
+            for i, r in enumerate(rets)
+        ]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "status.json").write_text(json.dumps({"status": "finished"}))
+
+    for t in trials:
+        run(sweep / t.name, t.seed, t.params["lr"], [10.0 + t.seed, 20.0 + t.seed])
+    run(tmp_path / "runs" / "outside", 0, 0.001, [5.0, 6.0])  # same config as a sweep group, not in it
+    store = RunStore([tmp_path / "runs"])
+    store.refresh()
+    runs = {r["name"]: r for r in store.runs_json()["runs"]}
+    assert runs["lr=0.001,seed=1"]["label"] == "ppo · s · lr=0.001 · seed 1"
+    assert runs["lr=0.001,seed=1"]["sweep"] == "s" and runs["outside"]["sweep"] is None
+    assert runs["outside"]["group"] != runs["lr=0.001,seed=0"]["group"]
+    groups = store.groups("env_steps")
+    assert len(groups) == 2  # one per grid point, each the median of its two seeds
+    for g in groups.values():
+        names = {store.runs[i].path.name for i in g["members"]}
+        assert len(names) == 2 and len({n.split(",")[0] for n in names}) == 1
+    # A damaged sweep.json leaves the trials as plain runs (grouped by config as before).
+    (sweep / "sweep.json").write_text("{not json")
+    store = RunStore([tmp_path / "runs"])
+    store.refresh()
+    assert all(r["sweep"] is None for r in store.runs_json()["runs"])
