@@ -241,8 +241,14 @@ def expand(spec: SweepSpec) -> list[Trial]:
 
 
 def trial_overrides(spec: SweepSpec, trial: Trial, run_dir: Path) -> dict[str, Any]:
-    """The flat ``--set``-style overrides that make ``trial``'s run config."""
-    return {**spec.overrides, **trial.params, "seed": trial.seed, "run_dir": str(run_dir)}
+    """The flat ``--set``-style overrides that make ``trial``'s run config.
+
+    An off-policy trial's replay buffer is named ``<sweep>/<trial>``, not the default (its run
+    directory's name), which two sweeps with the same grid would share on one Redis.
+    """
+    out = {**spec.overrides, **trial.params, "seed": trial.seed, "run_dir": str(run_dir)}
+    out.setdefault("replay_name", f"{run_dir.parent.name}/{trial.name}")
+    return out
 
 
 def default_sweep_name(algo: str, env: str) -> str:

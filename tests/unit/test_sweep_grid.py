@@ -88,7 +88,11 @@ def test_trial_overrides_merge_fixed_swept_seed_and_run_dir(tmp_path):
         "lr": 0.1,
         "seed": 3,
         "run_dir": str(tmp_path / trial.name),
+        "replay_name": f"{tmp_path.name}/lr=0.1,seed=3",
     }
+    # A replay_name the user gave is kept (trials then share that buffer on purpose).
+    spec.overrides["replay_name"] = "shared"
+    assert trial_overrides(spec, trial, tmp_path / trial.name)["replay_name"] == "shared"
 
 
 def test_build_spec_flags_override_the_file_and_merge_grid_and_set():
