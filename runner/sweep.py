@@ -338,6 +338,10 @@ def summary_rows(sweep_dir: Path, trials: list[Trial], errors: dict[str, str], w
             status = "failed"
         elif status == "crashed":
             status = "failed"
+        elif status == "running":
+            # Read after the engine returned: nothing runs any more, so the trial was stopped
+            # mid-way (Ctrl-C on the sweep) and its run directory never closed.
+            status = "interrupted"
         rows.append(
             {
                 "trial": t.name,
@@ -403,7 +407,8 @@ def format_table(rows: list[dict]) -> str:
         out.append("")
         for cfg, rets in groups.items():
             med = "-" if not rets else f"{median(rets):.2f}"
-            out.append(f"{cfg}: median final return {med} over {len(rets)} finished seed(s)")
+            what = cfg if cfg != "-" else "all trials"
+            out.append(f"{what}: median final return {med} over {len(rets)} finished seed(s)")
     for r in rows:
         if r["error"]:
             out.append(f"{r['trial']} failed: {r['error']}")

@@ -326,15 +326,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     print(format_table(rows))
     print(f"summary: {sweep_dir / 'summary.json'} and summary.csv")
-    failed = [r for r in rows if r["status"] != "finished"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    unfinished = [r for r in rows if r["status"] not in ("finished", "failed")]
+    if unfinished:
+        print(
+            f"tandem sweep: {len(unfinished)} of {len(rows)} trial(s) were interrupted; continue them with "
+            f"tandem sweep --resume {sweep_dir}",
+            file=sys.stderr,
+        )
     if failed:
         print(
-            f"tandem sweep: {len(failed)} of {len(rows)} trial(s) did not finish; "
+            f"tandem sweep: {len(failed)} of {len(rows)} trial(s) failed; "
             f"rerun them with tandem sweep --resume {sweep_dir} --retry-failed",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 1 if failed or unfinished else 0
 
 
 def register_sweep(subparsers: argparse._SubParsersAction) -> None:

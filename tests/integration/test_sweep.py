@@ -87,7 +87,7 @@ def test_a_failing_trial_is_reported_and_the_other_finishes_then_resume(sweep_ra
     assert rows["device=cpu,seed=0"]["env_steps"] >= 256
     bad = rows["device=cuda_7,seed=0"]
     assert bad["status"] == "failed" and "cuda:7" in bad["error"], bad
-    assert "1 of 2 trial(s) did not finish" in captured.err
+    assert "1 of 2 trial(s) failed" in captured.err
     assert "device=cuda_7,seed=0 failed:" in captured.out
 
     # --resume restores Tune's state: the finished trial is not run again, the failed one is

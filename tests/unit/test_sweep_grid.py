@@ -190,6 +190,8 @@ def test_summary_marks_engine_errors_and_crashes_failed_and_the_table_shows_medi
     assert [r["status"] for r in rows] == ["finished", "finished", "failed"]
     assert rows[2]["error"] == "ValueError: boom"
     # A trial the engine saw fail before its run directory existed.
+    _run(tmp_path / "x" / trials[0].name, [], status="running")
+    assert summary_rows(tmp_path / "x", trials[:1], {}, 100)[0]["status"] == "interrupted"
     rows2 = summary_rows(tmp_path / "none", trials[:1], {trials[0].name: "DeviceError: no cuda:7"}, 100)
     assert rows2[0]["status"] == "failed" and rows2[0]["final_return"] is None
     js, cs = write_summary(tmp_path, rows)
