@@ -16,7 +16,12 @@ from typing import Any
 import ray
 from ray._private import ray_constants
 from ray.exceptions import GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    placement_group,
+    remove_placement_group,
+)
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from tandem.cluster.telemetry import RayMetrics
@@ -172,10 +177,22 @@ class RayWorkerGroup:
         self._next_index = 0
         self._last_maintain = 0.0
         self.events: list[tuple[float, str, int]] = []  # (time, what, worker) for logs and tests
-        self.pg = placement_group([{"CPU": cpus}] * start, strategy="SPREAD")
-        self._wait_for_placement(start, cpus, start_timeout_s)
-        for b in range(start):
-            self._start_worker(self.pg, b)
+        # A sweep trial (cluster.sweep) runs inside Tune's placement group: bundle 0 is its
+        # driver and learner, bundles 1..N its workers, already reserved; it is Tune's to remove.
+        trial_pg = get_current_placement_group()
+        self._own_pg = trial_pg is None or len(trial_pg.bundle_specs) < start + 1
+        if not self._own_pg:
+            self.pg = trial_pg
+            for b in range(1, start + 1):
+                self._start_worker(self.pg, b)
+        else:
+            # One placement group reserves every starting worker's CPUs at once. Placing actors
+            # one by one deadlocked when two runs shared a cluster too small for both: each got
+            # some of its workers and waited forever for the rest. Now the second run waits.
+            self.pg = placement_group([{"CPU": cpus}] * start, strategy="SPREAD")
+            self._wait_for_placement(start, cpus, start_timeout_s)
+            for b in range(start):
+                self._start_worker(self.pg, b)
         # Fail now, with the worker's own error, if the workers cannot even start (bad env kwargs...).
         try:
             ray.get([s.actor.ping.remote() for s in self.slots.values()], timeout=start_timeout_s)
@@ -423,7 +440,8 @@ class RayWorkerGroup:
         for pg in self._pending:
             remove_placement_group(pg)
         self._pending = []
-        remove_placement_group(self.pg)
+        if self._own_pg:
+            remove_placement_group(self.pg)
         if self._requested:
             self._request_resources(0)  # withdraw this run's standing request
         if getattr(self, "channel", None) is not None:

@@ -368,6 +368,8 @@ class Run:
     _status_mtime: float | None = None
     last_activity: float | None = None
     _reported: set[str] = field(default_factory=set)
+    sweep: tuple[str, str] | None = None
+    """(sweep name, its grid values for this trial) when the run is a ``tandem sweep`` trial."""
 
     # -- reading
 
@@ -384,6 +386,7 @@ class Run:
                 if not isinstance(loaded, dict):
                     raise ValueError("top level is not a mapping")
                 self.config = loaded
+                self.sweep = sweep_of(self.path)
             except (OSError, ValueError, RecursionError, yaml.YAMLError) as e:
                 new += self._issue("warning", f"{cfg}: unreadable config ({e.__class__.__name__})", "cfg")
         mtimes.append(m)
@@ -558,6 +561,9 @@ class Run:
             [cfg.get("workers"), cfg.get("envs_per_worker"), algo_cfg], sort_keys=True, default=str
         )
         digest = hashlib.sha1(blob.encode()).hexdigest()[:6]
+        if self.sweep is not None:
+            # A sweep's trials group by their grid values, apart from runs outside the sweep.
+            return f"{self.algo}|{self.env}|{self.framework}|sweep {self.sweep[0]}|{self.sweep[1]}|{digest}"
         return f"{self.algo}|{self.env}|{self.framework}|{digest}"
 
     def workers_range(self) -> list[int] | None:
@@ -638,6 +644,8 @@ class Run:
             "envs_per_worker": cfg.get("envs_per_worker"),
             "total_steps": cfg.get("total_steps"),
             "group": self.group_key(),
+            "sweep": self.sweep[0] if self.sweep else None,
+            "sweep_config": self.sweep[1] if self.sweep else None,
             "on_policy": self.on_policy,
             "status": state,
             "status_reason": reason,
@@ -678,6 +686,25 @@ class Run:
                 xs.append(xv)
                 ys.append(yv)
         return xs, ys
+
+
+SWEEP_FILE = "sweep.json"
+"""Written by ``tandem sweep`` beside its trials' run directories: the grid values of each."""
+
+
+def sweep_of(run_dir: Path) -> tuple[str, str] | None:
+    """(sweep name, ``key=value,...`` grid values) if ``run_dir`` is a trial of a sweep, else None.
+
+    A hand-edited or half-written sweep.json is no sweep (the run still shows, ungrouped by it).
+    """
+    try:
+        data = json.loads((run_dir.parent / SWEEP_FILE).read_text())
+        trial = next(t for t in data["trials"] if t["name"] == run_dir.name)
+        params = trial["params"]
+        text = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration, RecursionError):
+        return None
+    return run_dir.parent.name, text
 
 
 def _mtime(p: Path) -> float | None:
@@ -885,6 +912,12 @@ def _label_groups(runs: list[dict]) -> None:
         for k, g in enumerate(sorted(groups)):
             variant[g] = k
     for r in runs:
+        if r.get("sweep"):
+            label = f"{r['algo']} · {r['sweep']} · {r.get('sweep_config') or 'seeds'}"
+            r["group_label"] = label
+            r["variant"] = variant[r["group"]]
+            r["label"] = f"{label} · seed {r['seed']}"
+            continue
         split = len(by_base[(r["algo"], r["env"], r["framework"])]) > 1
         label = f"{r['algo']} · {r['framework']}"
         if split:

@@ -260,6 +260,160 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+SWEEP_RUN_FLAGS = (
+    "workers",
+    "envs_per_worker",
+    "total_steps",
+    "stop_return",
+    "backend",
+    "address",
+    "num_cpus",
+    "device",
+)
+"""``tandem sweep`` flags that set a run config key of every trial (as ``tandem train``'s do)."""
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Expand the grid x seeds, check every trial's config here, then run them all on Ray Tune."""
+    from tandem.runner.config import parse_set
+    from tandem.runner.session import resolve_config
+    from tandem.runner.sweep import (
+        SweepError,
+        build_spec,
+        default_sweep_name,
+        expand,
+        format_table,
+        load_sweep_file,
+        parse_grid,
+        read_spec,
+        trial_overrides,
+        write_spec,
+    )
+
+    if args.resume:
+        sweep_dir = Path(args.resume)
+        given = [f for f in ("sweep_file", "algo", "env", "seeds", "grid", "set", "name") if getattr(args, f)]
+        if given:
+            raise SweepError(
+                f"--resume continues {sweep_dir} as it was started: drop {given[0].replace('_', '-')}"
+            )
+        spec, trials = read_spec(sweep_dir)
+    else:
+        overrides = parse_set(args.set or [])
+        overrides.update({k: getattr(args, k) for k in SWEEP_RUN_FLAGS if getattr(args, k) is not None})
+        spec = build_spec(
+            load_sweep_file(args.sweep_file) if args.sweep_file else None,
+            algo=args.algo,
+            env=args.env,
+            name=args.name,
+            seeds=args.seeds,
+            grid=parse_grid(args.grid or []),
+            overrides=overrides,
+            driver_cpus=args.driver_cpus,
+            worker_cpus=args.worker_cpus,
+            max_concurrent=args.max_concurrent,
+        )
+        spec.name = spec.name or default_sweep_name(spec.algo, spec.env)
+        sweep_dir = Path(args.runs_root) / spec.name
+        if sweep_dir.exists() and any(sweep_dir.iterdir()):
+            raise SweepError(
+                f"{sweep_dir} already holds a sweep: pass --resume {sweep_dir} to continue it, "
+                "or choose another --name"
+            )
+        trials = expand(spec)
+    # Every trial's config is resolved now (defaults, preset, range checks), so a typo in one
+    # grid value stops the sweep before Ray starts rather than failing that trial later.
+    layouts, first = {}, None
+    for t in trials:
+        run, _, _ = resolve_config(spec.algo, spec.env, trial_overrides(spec, t, sweep_dir / t.name))
+        layouts[t.name] = (run.workers, run.backend)
+        first = first or run
+    assert first is not None  # expand() yields at least one trial (parse_seeds refuses none)
+    if not args.resume:
+        write_spec(sweep_dir, spec, trials)
+    print(f"tandem sweep: {len(trials)} trial(s) in {sweep_dir}", flush=True)
+    from tandem.cluster.sweep import run_sweep
+
+    rows = run_sweep(
+        spec,
+        trials,
+        sweep_dir,
+        layouts=layouts,
+        address=first.address,
+        num_cpus=first.num_cpus,
+        return_window=first.return_window,
+        resume=bool(args.resume),
+        retry_failed=args.retry_failed,
+    )
+    print(format_table(rows))
+    print(f"summary: {sweep_dir / 'summary.json'} and summary.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    unfinished = [r for r in rows if r["status"] not in ("finished", "failed")]
+    if unfinished:
+        print(
+            f"tandem sweep: {len(unfinished)} of {len(rows)} trial(s) were interrupted; continue them with "
+            f"tandem sweep --resume {sweep_dir}",
+            file=sys.stderr,
+        )
+    if failed:
+        print(
+            f"tandem sweep: {len(failed)} of {len(rows)} trial(s) failed; "
+            f"rerun them with tandem sweep --resume {sweep_dir} --retry-failed",
+            file=sys.stderr,
+        )
+    return 1 if failed or unfinished else 0
+
+
+def register_sweep(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``sweep`` subcommand."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="a grid x seeds of runs, concurrently on Ray Tune",
+        description="Run every combination of --grid values for every seed in --seeds as its own run "
+        "directory runs/<name>/<trial>/, concurrently on the Ray cluster (Ray Tune). A failed trial is "
+        "reported and the others go on; the summary is runs/<name>/summary.json and .csv.",
+    )
+    p.add_argument(
+        "sweep_file", nargs="?", help="YAML sweep file (name, algo, env, seeds, grid, set); flags win"
+    )
+    p.add_argument("--algo", help="pg | ppo | qlearn | qeval | dqn | sac | td3")
+    p.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
+    p.add_argument("--seeds", help="START:END (end excluded, 0:5 is 5 seeds) or 0,1,2 (default 0)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=[V1,V2]",
+        help="a swept config key and its values (repeatable)",
+    )
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="a config key for every trial (repeatable)"
+    )
+    p.add_argument(
+        "--name", help="sweep name: trials go to RUNS_ROOT/NAME/ (default <algo>-<env>-sweep-<time>)"
+    )
+    p.add_argument("--runs-root", default="runs", help="parent of the sweep directory (default: runs)")
+    p.add_argument("--workers", type=int, help="rollout workers per trial (default 2)")
+    p.add_argument("--envs-per-worker", type=int, help="sub-envs per worker (default 4)")
+    p.add_argument("--total-steps", type=int, help="env-step budget of each trial")
+    p.add_argument(
+        "--stop-return", type=float, help="stop a trial once its trailing mean return reaches this"
+    )
+    p.add_argument(
+        "--backend", choices=("ray", "local"), help="each trial's workers: ray actors (default) | local"
+    )
+    p.add_argument("--device", help="each trial's learner device: cpu | cuda | cuda:N | auto")
+    p.add_argument("--address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray")
+    p.add_argument(
+        "--driver-cpus", type=float, help="CPUs reserved per trial for its driver+learner (default 1)"
+    )
+    p.add_argument("--worker-cpus", type=float, help="CPUs reserved per rollout worker (default 1)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as fit)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep (runs/<name>)")
+    p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
+    p.set_defaults(func=cmd_sweep, error_prefix="tandem sweep")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="Distributed actor-learner RL on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -326,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_scale)
 
     register_dashboard(sub)
+    register_sweep(sub)
     return p
 
 

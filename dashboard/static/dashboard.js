@@ -524,7 +524,7 @@
       const why = r.status_reason ? ` title="${esc(r.status_reason)}"` : "";
       return `<tr data-id="${esc(r.id)}" class="${on ? "" : "off"}">
         <td><input type="checkbox" class="sel" ${on ? "checked" : ""} aria-label="show ${esc(r.label)}"></td>
-        <td title="${esc(r.path)}"><span class="swatch" style="background:${colorOf(r)}"></span>${esc(r.name)}</td>
+        <td title="${esc(r.path)}"><span class="swatch" style="background:${colorOf(r)}"></span>${r.sweep ? `<span class="sweep">${esc(r.sweep)}/</span>` : ""}${esc(r.name)}</td>
         <td>${esc(r.algo)}</td><td>${esc(r.env)}</td><td>${esc(r.framework)}</td>
         <td class="workers">${workersCell(r)}</td><td>${esc(r.seed ?? "–")}</td>
         <td><span class="badge ${esc(r.status)}"${why}>${esc(r.status)}</span></td>
