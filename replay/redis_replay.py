@@ -55,10 +55,8 @@ import numpy as np
 
 from tandem.core.types import Batch
 from tandem.replay.base import RingReplay
-from tandem.replay.redis_conn import RedisConnection
 from tandem.replay.redis_mirror import RedisMirror
 from tandem.replay.redis_scripts import segments
-from tandem.replay.redis_store import RedisStore
 from tandem.replay.redis_writer import RedisWriter
 from tandem.replay.ring import LocalRing
 from tandem.replay.schema import Schema
@@ -153,21 +151,21 @@ class RedisReplay(RingReplay):
             uses_bins=uses_bins,
             redis_kwargs=dict(redis_kwargs or {}),
         )
-        conn = RedisConnection(
+        # The writer opens the connection and creates (or checks) the buffer; the mirror
+        # reads through the same store.
+        self._writer = RedisWriter(
             url,
+            name,
+            capacity,
+            schema=schema,
+            example=example,
+            writer_id=writer_id,
             connect_timeout_s=connect_timeout_s,
+            reconnect_timeout_s=reconnect_timeout_s,
             socket_timeout_s=socket_timeout_s,
             redis_kwargs=redis_kwargs,
         )
-        store = RedisStore(conn, name, capacity, reconnect_timeout_s)
-        if schema is None and example is not None:
-            schema = Schema.from_batch(example)
-        if schema is not None:
-            store.create_or_check(schema)
-        else:
-            store.load_stored()
-        self._store = store
-        self._writer = RedisWriter(url, name, writer_id=writer_id, store=store)
+        store = self._store = self._writer.store
         me = weakref.ref(self)  # no cycle: a dropped replay is freed at once, and its thread ends
         self._mirror = RedisMirror(
             store,
@@ -193,11 +191,11 @@ class RedisReplay(RingReplay):
 
     @property
     def schema(self) -> Schema | None:
-        return self._store.schema
+        return self._writer.schema
 
     @property
     def capacity(self) -> int | None:
-        return self._store.capacity
+        return self._writer.capacity
 
     @property
     def writer_id(self) -> str:
@@ -218,7 +216,7 @@ class RedisReplay(RingReplay):
 
     def remote_size(self) -> int:
         """Transitions stored in Redis now (one round trip; does not start the mirror)."""
-        return self._store.remote_size()
+        return self._writer.remote_size()
 
     # ------------------------------------------------------------------------------ reading
 

@@ -47,7 +47,6 @@ class RedisWriter:
         reconnect_timeout_s: how long ``add`` keeps retrying through a Redis outage.
         socket_timeout_s: per-command socket timeout.
         redis_kwargs: extra ``redis.Redis.from_url`` options (``ssl_ca_certs``, ...).
-        conn / store: share an existing connection and store (the ``RedisReplay`` façade does).
     """
 
     def __init__(
@@ -63,7 +62,6 @@ class RedisWriter:
         reconnect_timeout_s: float = 60.0,
         socket_timeout_s: float = 10.0,
         redis_kwargs: Mapping[str, Any] | None = None,
-        store: RedisStore | None = None,
     ):
         self._init = dict(
             url=url,
@@ -73,20 +71,19 @@ class RedisWriter:
             socket_timeout_s=socket_timeout_s,
             redis_kwargs=dict(redis_kwargs or {}),
         )
-        if store is None:
-            conn = RedisConnection(
-                url,
-                connect_timeout_s=connect_timeout_s,
-                socket_timeout_s=socket_timeout_s,
-                redis_kwargs=redis_kwargs,
-            )
-            store = RedisStore(conn, name, capacity, reconnect_timeout_s)
-            if schema is None and example is not None:
-                schema = Schema.from_batch(example)
-            if schema is not None:
-                store.create_or_check(schema)
-            else:
-                store.load_stored()
+        conn = RedisConnection(
+            url,
+            connect_timeout_s=connect_timeout_s,
+            socket_timeout_s=socket_timeout_s,
+            redis_kwargs=redis_kwargs,
+        )
+        store = RedisStore(conn, name, capacity, reconnect_timeout_s)
+        if schema is None and example is not None:
+            schema = Schema.from_batch(example)
+        if schema is not None:
+            store.create_or_check(schema)
+        else:
+            store.load_stored()
         self.store = store
         self.url, self.name = url, name
         self._pid = os.getpid()
