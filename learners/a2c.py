@@ -23,9 +23,8 @@ samples_trained / env_steps = 1. What changes is Â: the bootstrapped target tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -36,7 +35,14 @@ from tandem.agents.torch_utils import DeviceConfig, adam, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.finite import checked
-from tandem.learners.on_policy import critic_values, flatten, normalize
+from tandem.learners.on_policy import (
+    ActorCriticLearner,
+    critic_values,
+    explained_variance,
+    flatten,
+    make_policy,
+    normalize,
+)
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae, n_step_targets
 
@@ -105,7 +111,7 @@ def a2c_loss(
     return pi_loss + vf_coef * v_loss - ent_coef * entropy.mean(), pi_loss, v_loss
 
 
-class A2CLearner:
+class A2CLearner(ActorCriticLearner):
     """One actor-critic gradient step per fresh batch; the driver then discards the batch."""
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: A2CConfig):
@@ -116,9 +122,6 @@ class A2CLearner:
         self.opt = adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
         self.progress = 0.0
         self.updates = 0
-
-    def set_progress(self, fraction: float) -> None:
-        self.progress = fraction
 
     def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model
@@ -141,8 +144,7 @@ class A2CLearner:
         grad_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.max_grad_norm)
         self.opt.step()
         self.updates += 1
-        var_y = float(fb.returns.var())
-        explained = float("nan") if var_y == 0 else 1 - float((fb.returns - fb.values_old).var()) / var_y
+        explained = explained_variance(fb.returns, fb.values_old)
         return checked(
             UpdateResult(
                 metrics={
@@ -160,27 +162,6 @@ class A2CLearner:
             rollout,
             self.updates,
         )
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.model.get_weights()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "opt": self.opt.state_dict(),
-            "progress": self.progress,
-            "updates": self.updates,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.progress = state["progress"]
-        self.updates = state["updates"]
-
-
-def make_policy(obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1) -> ActorCritic:
-    return ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
 
 
 SPEC = AlgoSpec(

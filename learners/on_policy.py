@@ -1,8 +1,11 @@
-"""What pg and ppo share: turning a time-major Rollout into flat training tensors."""
+"""What the actor-critic learners (pg, a2c, ppo, rwr) share: turning a time-major Rollout into
+flat training tensors, and the weights/checkpoint/progress bookkeeping around their updates."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,3 +78,50 @@ def normalize(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     if adv.numel() < 2:
         return adv
     return (adv - adv.mean()) / (adv.std() + eps)
+
+
+def explained_variance(returns: torch.Tensor, values: torch.Tensor) -> float:
+    """1 - Var[G - V] / Var[G]: the share of the targets' variance the critic explains (NaN when
+    the targets are constant)."""
+    var_y = float(returns.var())
+    return float("nan") if var_y == 0 else 1 - float((returns - values).var()) / var_y
+
+
+class ActorCriticLearner:
+    """The bookkeeping of an actor-critic learner around its ``update``: weights for the
+    workers, checkpoint state, the run's progress. A subclass sets ``model``, ``updates`` and
+    one attribute per name in ``OPTIMIZERS`` (``None`` for one it does not use)."""
+
+    OPTIMIZERS: tuple[str, ...] = ("opt",)
+    model: ActorCritic
+    updates: int = 0
+    progress: float = 0.0
+    """Fraction of the run done, for the schedules (learning rate, clip range, entropy)."""
+
+    def set_progress(self, fraction: float) -> None:
+        self.progress = fraction
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.model.get_weights()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"model": self.model.state_dict()}
+        for name in self.OPTIMIZERS:
+            opt = getattr(self, name)
+            state[name] = None if opt is None else opt.state_dict()
+        return {**state, "progress": self.progress, "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for name in self.OPTIMIZERS:
+            opt = getattr(self, name)
+            # None on either side: a checkpoint of a run without this optimizer (pg's baseline)
+            if opt is not None and state.get(name) is not None:
+                opt.load_state_dict(state[name])
+        self.progress = state.get("progress", 0.0)
+        self.updates = state["updates"]
+
+
+def make_policy(obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1) -> ActorCritic:
+    """The workers' copy of a2c's and ppo's model (``cfg.hidden``, ``cfg.init_log_std``)."""
+    return ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)

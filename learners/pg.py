@@ -13,12 +13,10 @@ to R̂_t by one pass of minibatch regression over the same batch (each sample us
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
@@ -26,7 +24,7 @@ from tandem.agents.torch_utils import DeviceConfig, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.finite import checked
-from tandem.learners.on_policy import critic_values, flatten, normalize
+from tandem.learners.on_policy import ActorCriticLearner, critic_values, flatten, normalize
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import full_return, reward_to_go
 
@@ -66,8 +64,10 @@ def pg_loss(
     return -(logp * weights.detach()).mean() - ent_coef * entropy.mean()
 
 
-class PGLearner:
+class PGLearner(ActorCriticLearner):
     """One policy-gradient step per batch, then the batch is discarded by the driver."""
+
+    OPTIMIZERS = ("pi_opt", "vf_opt")
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: PGConfig):
         self.cfg = cfg
@@ -78,9 +78,6 @@ class PGLearner:
         self.vf_opt = torch.optim.Adam(self.model.v.parameters(), lr=cfg.vf_lr) if cfg.baseline else None
         self.progress = 0.0
         self.updates = 0
-
-    def set_progress(self, fraction: float) -> None:
-        self.progress = fraction
 
     def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model
@@ -126,26 +123,6 @@ class PGLearner:
         return checked(
             UpdateResult(metrics, grad_steps=grad_steps, samples_trained=len(fb)), rollout, self.updates
         )
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.model.get_weights()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "pi_opt": self.pi_opt.state_dict(),
-            "vf_opt": self.vf_opt.state_dict() if self.vf_opt else None,
-            "progress": self.progress,
-            "updates": self.updates,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.pi_opt.load_state_dict(state["pi_opt"])
-        if self.vf_opt is not None and state.get("vf_opt") is not None:
-            self.vf_opt.load_state_dict(state["vf_opt"])
-        self.progress = state["progress"]
-        self.updates = state["updates"]
 
 
 def make_policy(

@@ -10,12 +10,10 @@ data reuse sits between REINFORCE (1) and replay-based learners (many).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
@@ -23,7 +21,14 @@ from tandem.agents.torch_utils import DeviceConfig, adam, learner_device
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.finite import checked
-from tandem.learners.on_policy import critic_values, flatten, normalize
+from tandem.learners.on_policy import (
+    ActorCriticLearner,
+    critic_values,
+    explained_variance,
+    flatten,
+    make_policy,
+    normalize,
+)
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import gae
 
@@ -91,7 +96,7 @@ def clipped_surrogate(
     return -torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv).mean()
 
 
-class PPOLearner:
+class PPOLearner(ActorCriticLearner):
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: PPOConfig):
         self.cfg = cfg
         self.device = learner_device(cfg)
@@ -100,9 +105,6 @@ class PPOLearner:
         self.opt = adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
         self.progress = 0.0
         self.updates = 0
-
-    def set_progress(self, fraction: float) -> None:
-        self.progress = fraction
 
     def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model
@@ -157,33 +159,11 @@ class PPOLearner:
             if cfg.target_kl is not None and stats["stats/approx_kl"] > cfg.target_kl:
                 break
         self.updates += steps
-        var_y = float(fb.returns.var())
-        explained = float("nan") if var_y == 0 else 1 - float((fb.returns - fb.values_old).var()) / var_y
+        explained = explained_variance(fb.returns, fb.values_old)
         metrics = {**stats, "stats/lr": lr, "stats/clip_eps": eps, "stats/explained_variance": explained}
         return checked(
             UpdateResult(metrics, grad_steps=steps, samples_trained=samples), rollout, self.updates
         )
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.model.get_weights()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "opt": self.opt.state_dict(),
-            "progress": self.progress,
-            "updates": self.updates,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.progress = state["progress"]
-        self.updates = state["updates"]
-
-
-def make_policy(obs_space, act_space, cfg, *, worker_index: int = 0, num_workers: int = 1) -> ActorCritic:
-    return ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
 
 
 SPEC = AlgoSpec(

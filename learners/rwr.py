@@ -27,7 +27,6 @@ second lacks the importance ratio π_θ/π_old, so the two directions part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +38,7 @@ from tandem.agents.scaled_value import ScaledValueActorCritic
 from tandem.core.types import Batch, Rollout, UpdateResult
 from tandem.learners.config import OffPolicyConfig
 from tandem.learners.finite import checked
+from tandem.learners.on_policy import ActorCriticLearner
 from tandem.learners.registry import AlgoSpec, discrete_or_box
 from tandem.learners.returns import episode_reward_to_go
 
@@ -179,8 +179,10 @@ def replay_returns(m: ScaledValueActorCritic, batch: Batch) -> torch.Tensor:
     return rtg + disc * boot
 
 
-class RWRLearner:
+class RWRLearner(ActorCriticLearner):
     """One critic step and one weighted-likelihood actor step per sampled replay batch."""
+
+    OPTIMIZERS = ("pi_opt", "vf_opt")
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: RWRConfig):
         if cfg.weighting not in ("advantage", "return"):
@@ -245,23 +247,6 @@ class RWRLearner:
             batch,
             self.updates,
         )
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self.model.get_weights()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "pi_opt": self.pi_opt.state_dict(),
-            "vf_opt": self.vf_opt.state_dict(),
-            "updates": self.updates,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.pi_opt.load_state_dict(state["pi_opt"])
-        self.vf_opt.load_state_dict(state["vf_opt"])
-        self.updates = state["updates"]
 
 
 def make_policy(
