@@ -39,10 +39,11 @@ from tandem.learners.finite import checked
 from tandem.learners.registry import AlgoSpec
 from tandem.learners.tabular import (
     QLearnConfig,
+    TabularTDLearner,
+    batch_transitions,
     check_tabular_spaces,
     make_policy,
     q_learning_target,
-    tabular_td_step,
 )
 
 
@@ -136,43 +137,32 @@ class TabularModel:
 # ----------------------------------------------------------------------------- learner
 
 
-class DynaQLearner:
-    """Replay-fed Q-learning plus k planning sweeps per update from a :class:`TabularModel`."""
+class DynaQLearner(TabularTDLearner):
+    """Replay-fed Q-learning plus k planning sweeps per update from a :class:`TabularModel`.
+
+    The Q table, its TD step, weights and the table part of the checkpoint are ``qlearn``'s
+    (:class:`TabularTDLearner`); this adds the model, the planner's RNG and ``samples_model``.
+    """
 
     def __init__(self, num_states: int, num_actions: int, cfg: DynaQConfig):
         if cfg.planning_steps < 0:
             raise DynaConfigError(
                 f"planning_steps must be >= 0 (got {cfg.planning_steps}): --set planning_steps=5"
             )
-        self.cfg = cfg
-        self.q = np.zeros((num_states, num_actions), dtype=np.float64)
-        self.update_counts = np.zeros((num_states, num_actions), dtype=np.int64)
+        super().__init__(num_states, num_actions, cfg, q_learning_target)
         self.model = TabularModel(num_states, num_actions)
         self.first_seen = FirstSeen()
         self.rng = np.random.default_rng(cfg.planning_seed)
-        self.updates = 0
         self.samples_model = 0
-
-    def _td(self, s, a, r, s2, term, gamma, weights=None) -> np.ndarray:
-        y = q_learning_target(self.q, r, s2, term, gamma)
-        cfg = self.cfg
-        return tabular_td_step(self.q, self.update_counts, s, a, y, cfg.lr, cfg.lr_count_power, weights)
-
-    def set_progress(self, fraction: float) -> None:
-        """No schedule here: exploration lives in the workers' policy (qlearn's), not the learner."""
 
     def update(self, batch: Batch) -> UpdateResult:
         cfg = self.cfg
-        s = np.asarray(batch.obs, dtype=np.int64).reshape(-1)
-        a = np.asarray(batch.actions, dtype=np.int64).reshape(-1)
-        s2 = np.asarray(batch.next_obs, dtype=np.int64).reshape(-1)
-        r = np.asarray(batch.rewards, dtype=np.float64)
+        s, a, r, s2, gamma = batch_transitions(batch, cfg.gamma)
         term = np.asarray(batch.terminated, dtype=bool)
         fresh = self.first_seen.new_rows(batch.indices, len(s))
         if fresh.any():
             self.model.observe(s[fresh], a[fresh], r[fresh], s2[fresh], term[fresh])
-        gamma = np.asarray(batch.extras.get("discount", cfg.gamma), dtype=np.float64)
-        td = self._td(s, a, r, s2, term, gamma, batch.weights)
+        td = self.td_step(s, a, r, s2, term, gamma, batch.weights)
         priorities = np.abs(td).astype(np.float32)
 
         r_hat = self.model.r_hat()
@@ -181,7 +171,7 @@ class DynaQLearner:
         for _ in range(cfg.planning_steps):
             ps, pa = self.model.sample_pairs(n_plan, self.rng)
             ps2, pterm = self.model.sample_next(ps, pa, self.rng)
-            ptd = self._td(ps, pa, r_hat[ps, pa], ps2, pterm, cfg.gamma)
+            ptd = self.td_step(ps, pa, r_hat[ps, pa], ps2, pterm, cfg.gamma)
             plan_td2 += float(np.mean(ptd**2)) / cfg.planning_steps
         self.updates += 1
         model_samples = cfg.planning_steps * n_plan
@@ -206,14 +196,9 @@ class DynaQLearner:
             self.updates,
         )
 
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {"q": self.q.astype(np.float32)}
-
     def state_dict(self) -> dict[str, Any]:
         return {
-            "q": torch.as_tensor(self.q),
-            "update_counts": torch.as_tensor(self.update_counts),
-            "updates": self.updates,
+            **super().state_dict(),
             "samples_model": self.samples_model,
             "model": {k: torch.as_tensor(v) for k, v in self.model.state_dict().items()},
             "first_seen": torch.as_tensor(self.first_seen.state_dict()["seen"]),
@@ -221,9 +206,7 @@ class DynaQLearner:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.q = np.asarray(state["q"], dtype=np.float64).copy()
-        self.update_counts = np.asarray(state["update_counts"], dtype=np.int64).copy()
-        self.updates = int(state["updates"])
+        super().load_state_dict(state)
         self.samples_model = int(state["samples_model"])
         self.model.load_state_dict({k: np.asarray(v) for k, v in state["model"].items()})
         self.first_seen.load_state_dict({"seen": np.asarray(state["first_seen"])})

@@ -111,6 +111,19 @@ def tabular_td_step(
 # ----------------------------------------------------------------------------- learner
 
 
+def batch_transitions(
+    batch: Batch, default_gamma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(s, a, r, s', γ) of a replay batch as flat [B] arrays; γ is the batch's per-row
+    ``discount`` extra (n-step returns) when it has one, else ``default_gamma``."""
+    s = np.asarray(batch.obs, dtype=np.int64).reshape(-1)
+    a = np.asarray(batch.actions, dtype=np.int64).reshape(-1)
+    s2 = np.asarray(batch.next_obs, dtype=np.int64).reshape(-1)
+    r = np.asarray(batch.rewards, dtype=np.float64)
+    gamma = np.asarray(batch.extras.get("discount", default_gamma), dtype=np.float64)
+    return s, a, r, s2, gamma
+
+
 class TabularTDLearner:
     """Replay-fed tabular TD learning. ``bootstrap(q, rewards, next_states, terminated, gamma)``
     gives the targets: :func:`q_learning_target` here, the expectation backup in ``qeval``.
@@ -132,16 +145,15 @@ class TabularTDLearner:
     def set_progress(self, fraction: float) -> None:
         """No schedule: the step size follows the visit counts, ε lives in the workers' policy."""
 
+    def td_step(self, s, a, r, s2, terminated, gamma, weights=None) -> np.ndarray:
+        """One tabular TD step on [B] transitions toward ``self.bootstrap``'s targets; the TD errors."""
+        y = self.bootstrap(self.q, r, s2, terminated, gamma)
+        cfg = self.cfg
+        return tabular_td_step(self.q, self.update_counts, s, a, y, cfg.lr, cfg.lr_count_power, weights)
+
     def update(self, batch: Batch) -> UpdateResult:
-        s = np.asarray(batch.obs, dtype=np.int64).reshape(-1)
-        a = np.asarray(batch.actions, dtype=np.int64).reshape(-1)
-        s2 = np.asarray(batch.next_obs, dtype=np.int64).reshape(-1)
-        r = np.asarray(batch.rewards, dtype=np.float64)
-        gamma = np.asarray(batch.extras.get("discount", self.cfg.gamma), dtype=np.float64)
-        y = self.bootstrap(self.q, r, s2, np.asarray(batch.terminated), gamma)
-        td = tabular_td_step(
-            self.q, self.update_counts, s, a, y, self.cfg.lr, self.cfg.lr_count_power, batch.weights
-        )
+        s, a, r, s2, gamma = batch_transitions(batch, self.cfg.gamma)
+        td = self.td_step(s, a, r, s2, np.asarray(batch.terminated), gamma, batch.weights)
         self.updates += 1
         metrics = {
             "loss/td": float(np.mean(td**2)),
