@@ -30,8 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tandem.agents.actor_critic import ActorCritic
-from tandem.agents.torch_utils import DeviceConfig, adam, learner_device
+from tandem.agents.torch_utils import DeviceConfig
 from tandem.core.schedules import linear_schedule
 from tandem.core.types import Rollout, UpdateResult
 from tandem.learners.finite import checked
@@ -115,13 +114,7 @@ class A2CLearner(ActorCriticLearner):
     """One actor-critic gradient step per fresh batch; the driver then discards the batch."""
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: A2CConfig):
-        self.cfg = cfg
-        self.device = learner_device(cfg)
-        model = ActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
-        self.model = model.to(self.device)
-        self.opt = adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
-        self.progress = 0.0
-        self.updates = 0
+        self.init_one_optimizer(obs_space, act_space, cfg)
 
     def update(self, rollout: Rollout) -> UpdateResult:
         cfg, m = self.cfg, self.model

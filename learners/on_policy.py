@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from tandem.agents.actor_critic import ActorCritic
-from tandem.agents.torch_utils import to_device
+from tandem.agents.torch_utils import adam, learner_device, to_device
 from tandem.core.types import Rollout
 
 
@@ -97,6 +97,16 @@ class ActorCriticLearner:
     updates: int = 0
     progress: float = 0.0
     """Fraction of the run done, for the schedules (learning rate, clip range, entropy)."""
+
+    def init_one_optimizer(self, obs_space: Any, act_space: Any, cfg: Any) -> None:
+        """a2c's and ppo's set-up: ``make_policy``'s model on the learner's device and one Adam
+        (ε = 1e-5, the baselines' value) over actor, critic and log σ together."""
+        self.cfg = cfg
+        self.device = learner_device(cfg)
+        self.model = make_policy(obs_space, act_space, cfg).to(self.device)
+        self.opt = adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
+        self.progress = 0.0
+        self.updates = 0
 
     def set_progress(self, fraction: float) -> None:
         self.progress = fraction
