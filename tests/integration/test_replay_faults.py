@@ -12,27 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from tandem.core.types import Batch
 from tandem.replay import RedisReplay
+from tests.batches import ROWS, tagged
 
 pytestmark = pytest.mark.integration
-
-ROWS = 8
-
-
-def tagged(seq: int) -> Batch:
-    s = np.full(ROWS, seq, np.int64)
-    row = np.arange(ROWS, dtype=np.int64)
-    obs = np.stack([s, row], axis=1).astype(np.float32)
-    return Batch(
-        obs=obs,
-        actions=np.zeros((ROWS, 1), np.float32),
-        rewards=s.astype(np.float32),
-        next_obs=obs,
-        terminated=np.zeros(ROWS, bool),
-        truncated=np.zeros(ROWS, bool),
-        extras={"seq": s, "row": row},
-    )
 
 
 class Stream:

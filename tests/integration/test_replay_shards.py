@@ -14,25 +14,11 @@ import pytest
 import redis
 import yaml
 
-from tandem.core.types import Batch
 from tandem.replay import RedisReplay, open_writer
 from tandem.replay.shards import ShardedReplay, decode, start_managed_shards
+from tests.batches import id_batch
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_batch(ids) -> Batch:
-    ids = np.asarray(ids, np.int64)
-    obs = ids[:, None].astype(np.float32)
-    return Batch(
-        obs=obs,
-        actions=obs.copy(),
-        rewards=ids.astype(np.float32),
-        next_obs=obs + 1,
-        terminated=np.zeros(len(ids), bool),
-        truncated=np.zeros(len(ids), bool),
-        extras={"id": ids},
-    )
 
 
 def test_writers_spread_over_shards_and_the_learner_samples_them_as_one(make_redis, replay_name):
@@ -44,7 +30,7 @@ def test_writers_spread_over_shards_and_the_learner_samples_them_as_one(make_red
     # shard 0 gets 2 x 30 rows, shard 1 gets 2 x 10: the learner must draw 3:1
     for i, w in enumerate(writers):
         n = 30 if i % 2 == 0 else 10
-        w.add(make_batch(np.arange(n) + 1000 * i))
+        w.add(id_batch(np.arange(n) + 1000 * i))
         w.close()
     shards = [
         RedisReplay(u, replay_name, prioritized=True, alpha=1.0, beta=0.5, seed=i) for i, u in enumerate(urls)
@@ -81,7 +67,7 @@ def test_managed_shards_have_their_own_dir_password_and_aof(tmp_path, replay_nam
             redis.Redis(host="127.0.0.1", port=servers[0].port).ping()
         for i, s in enumerate(servers):
             with open_writer({"url": s.url, "name": replay_name, "capacity": 100}) as w:
-                w.add(make_batch(np.arange(5 + i)))
+                w.add(id_batch(np.arange(5 + i)))
     finally:
         for s in servers:
             s.stop()
@@ -166,7 +152,7 @@ def test_make_replay_takes_comma_separated_urls_as_shards(make_redis, replay_nam
     try:
         assert isinstance(r, ShardedReplay) and r.k == 3 and r.prioritized
         assert [s.capacity for s in r.shards] == [4, 4, 4]  # ceil(10 / 3) rows each
-        r.add(make_batch(np.arange(3)))  # its own writes go to one shard
+        r.add(id_batch(np.arange(3)))  # its own writes go to one shard
         r.sync()
         assert len(r) == 3 and sorted(len(s) for s in r.shards) == [0, 0, 3]
     finally:
@@ -215,7 +201,7 @@ def test_open_replay_binds_managed_shards_to_the_learner_nodes_address(tmp_path,
             assert f"bind {bound}\n" in conf and "requirepass " in conf
         w = open_writer(spec, writer_index=1)
         assert w.url == spec["urls"][1]
-        w.add(make_batch(np.arange(4)))
+        w.add(id_batch(np.arange(4)))
         w.close()
         buffer.sync()
         assert len(buffer) == 4

@@ -6,7 +6,6 @@ the Redis mirrors share (tests/integration/test_replay_shards.py runs it on real
 import numpy as np
 import pytest
 
-from tandem.core.types import Batch
 from tandem.replay import InMemoryReplay, ReplayError
 from tandem.replay.shards import (
     ShardedReplay,
@@ -17,20 +16,7 @@ from tandem.replay.shards import (
     shard_of,
     split_counts,
 )
-
-
-def make_batch(ids) -> Batch:
-    ids = np.asarray(ids, np.int64)
-    obs = ids[:, None].astype(np.float32)
-    return Batch(
-        obs=obs,
-        actions=obs.copy(),
-        rewards=ids.astype(np.float32),
-        next_obs=obs + 1,
-        terminated=np.zeros(len(ids), bool),
-        truncated=np.zeros(len(ids), bool),
-        extras={"id": ids},
-    )
+from tests.batches import id_batch
 
 
 def test_writer_indices_spread_evenly_and_ids_map_stably():
@@ -77,8 +63,8 @@ def test_parse_urls():
 
 def test_uniform_shards_are_sampled_in_proportion_to_their_sizes():
     a, b = InMemoryReplay(100, seed=1), InMemoryReplay(100, seed=2)
-    a.add(make_batch(range(0, 10)))  # 10 rows
-    b.add(make_batch(range(100, 130)))  # 30 rows
+    a.add(id_batch(range(0, 10)))  # 10 rows
+    b.add(id_batch(range(100, 130)))  # 30 rows
     r = ShardedReplay([a, b], seed=0)
     assert len(r) == 40
     ids = np.concatenate([r.sample(200).extras["id"] for _ in range(200)])
@@ -99,12 +85,12 @@ def test_prioritized_shards_equal_one_big_prioritized_buffer():
     prios = np.array([1.0, 2.0, 4.0, 0.5, 8.0, 3.0, 1.5, 6.0])
     ids = np.arange(8)
     one = InMemoryReplay(16, prioritized=True, alpha=alpha, beta=beta, seed=0)
-    one.add(make_batch(ids))
+    one.add(id_batch(ids))
     one.update_priorities(np.arange(8), prios)
     s1 = InMemoryReplay(16, prioritized=True, alpha=alpha, beta=beta, seed=1)
     s2 = InMemoryReplay(16, prioritized=True, alpha=alpha, beta=beta, seed=2)
-    s1.add(make_batch(ids[:3]))  # a small shard with the small priorities ...
-    s2.add(make_batch(ids[3:]))  # ... and a big one holding the largest and the smallest
+    s1.add(id_batch(ids[:3]))  # a small shard with the small priorities ...
+    s2.add(id_batch(ids[3:]))  # ... and a big one holding the largest and the smallest
     r = ShardedReplay([s1, s2], seed=3)
     # route priorities through global indices: shard 0 holds local 0..2, shard 1 local 0..4
     idx = np.concatenate([encode(0, np.arange(3), 2), encode(1, np.arange(5), 2)])
@@ -125,8 +111,8 @@ def test_prioritized_shards_equal_one_big_prioritized_buffer():
 def test_priority_updates_reach_the_shard_that_holds_the_row():
     s1 = InMemoryReplay(8, prioritized=True, alpha=1.0, beta=1.0, seed=1)
     s2 = InMemoryReplay(8, prioritized=True, alpha=1.0, beta=1.0, seed=2)
-    s1.add(make_batch([0, 1]))
-    s2.add(make_batch([10, 11]))
+    s1.add(id_batch([0, 1]))
+    s2.add(id_batch([10, 11]))
     r = ShardedReplay([s1, s2], seed=0)
     rows, idx = r.live_rows()
     assert sorted(rows["id"].tolist()) == [0, 1, 10, 11]
@@ -140,8 +126,8 @@ def test_priority_updates_reach_the_shard_that_holds_the_row():
 
 def test_stats_merge_counts_and_weight_means():
     a, b = InMemoryReplay(4, seed=1), InMemoryReplay(4, seed=2)
-    a.add(make_batch(range(4)))
-    b.add(make_batch(range(10, 12)))
+    a.add(id_batch(range(4)))
+    b.add(id_batch(range(10, 12)))
     r = ShardedReplay([a, b], seed=0)
     r.sample(60)
     st = r.stats()
