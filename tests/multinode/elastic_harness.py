@@ -165,6 +165,27 @@ def run_in_background(algo: str, env: str, overrides: dict[str, Any]) -> tuple[A
     return run, Background(lambda: train(run, cfg, spec, quiet=True, backend=RayBackend()))
 
 
+ENVS = 2
+"""Envs per worker of the harness's runs."""
+FRAGMENT = 32
+"""Fragment length of the harness's runs."""
+
+
+def ppo_overrides(run_dir: Path, workers: int | str) -> dict[str, Any]:
+    """A small CartPole PPO run with a budget it never reaches (a test ends it with
+    :func:`finish_soon`); ``workers`` is a count or ``MIN:MAX``."""
+    return dict(
+        workers=workers,
+        envs_per_worker=ENVS,
+        total_steps=10_000_000,
+        run_dir=str(run_dir),
+        fragment_length=FRAGMENT,
+        hidden=[16, 16],
+        epochs=1,
+        checkpoint_every=1000,
+    )
+
+
 def finish_soon(run: Any, run_dir: Path, extra_steps: int) -> None:
     """End the run normally: a budget just above where it is now (the driver reads it each loop)."""
     data = rows(run_dir)

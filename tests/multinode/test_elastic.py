@@ -13,28 +13,20 @@ import pytest
 
 from tests.multinode import elastic_harness
 from tests.multinode.conftest import ROOT, driver_env
-from tests.multinode.elastic_harness import finish_soon, rows, run_in_background, wait_rows
+from tests.multinode.elastic_harness import (
+    ENVS,
+    FRAGMENT,
+    finish_soon,
+    ppo_overrides,
+    rows,
+    run_in_background,
+    wait_rows,
+)
 
 elastic_cluster = elastic_harness.elastic_cluster  # fixtures, used by name below
 autoscaling_cluster = elastic_harness.autoscaling_cluster
 
 pytestmark = [pytest.mark.multinode, pytest.mark.timeout(420)]
-
-ENVS = 2
-FRAGMENT = 32
-
-
-def ppo(run_dir, workers: str) -> dict:
-    return dict(
-        workers=workers,
-        envs_per_worker=ENVS,
-        total_steps=10_000_000,
-        run_dir=str(run_dir),
-        fragment_length=FRAGMENT,
-        hidden=[16, 16],
-        epochs=1,
-        checkpoint_every=1000,
-    )
 
 
 def tandem_scale(run_dir, workers: int) -> str:
@@ -53,7 +45,7 @@ def tandem_scale(run_dir, workers: int) -> str:
 def test_grows_when_a_node_joins_shrinks_when_one_goes_and_follows_tandem_scale(elastic_cluster, tmp_path):
     ec = elastic_cluster(2)
     run_dir = tmp_path / "ppo"
-    run, bg = run_in_background("ppo", "CartPole-v1", ppo(run_dir, "1:3"))
+    run, bg = run_in_background("ppo", "CartPole-v1", ppo_overrides(run_dir, "1:3"))
     # 2 CPUs: starts with the 2 workers that fit, not MIN (1) and not MAX (3).
     first = wait_rows(run_dir, lambda r: True, "a first row", 180)
     assert rows(run_dir)[first]["workers"] == 2
@@ -97,7 +89,7 @@ def test_grows_through_the_autoscaler_after_request_resources(autoscaling_cluste
     elastic_harness.wait_until(wait_for, "the autoscaler's first node", 120)
     run_dir = tmp_path / "ppo-as"
     with caplog.at_level(logging.WARNING, logger="tandem"):
-        run, bg = run_in_background("ppo", "CartPole-v1", ppo(run_dir, "1:2"))
+        run, bg = run_in_background("ppo", "CartPole-v1", ppo_overrides(run_dir, "1:2"))
         first = wait_rows(run_dir, lambda r: True, "a first row", 180)
         assert rows(run_dir)[first]["workers"] == 1, "1 CPU at start: 1 worker"
         grown = wait_rows(run_dir, lambda r: r["workers"] == 2, "growth to 2 via the autoscaler", 180, first)

@@ -9,15 +9,21 @@ import pytest
 
 from tests.faults.summary import record
 from tests.multinode import elastic_harness
-from tests.multinode.elastic_harness import finish_soon, rows, run_in_background, wait_rows
+from tests.multinode.elastic_harness import (
+    ENVS,
+    FRAGMENT,
+    finish_soon,
+    ppo_overrides,
+    rows,
+    run_in_background,
+    wait_rows,
+)
 
 elastic_cluster = elastic_harness.elastic_cluster  # the fixture, used by name below
 
 pytestmark = [pytest.mark.multinode, pytest.mark.timeout(420)]
 
 WORKERS = 3
-ENVS = 2
-FRAGMENT = 32
 
 
 def lose_a_node_and_bring_one_back(ec, run, run_dir) -> tuple[int, int, int]:
@@ -43,20 +49,7 @@ def lose_a_node_and_bring_one_back(ec, run, run_dir) -> tuple[int, int, int]:
 def test_on_policy_run_survives_a_node_loss_and_keeps_its_batch_size(elastic_cluster, tmp_path):
     ec = elastic_cluster(WORKERS)
     run_dir = tmp_path / "ppo"
-    run, bg = run_in_background(
-        "ppo",
-        "CartPole-v1",
-        dict(
-            workers=WORKERS,
-            envs_per_worker=ENVS,
-            total_steps=10_000_000,
-            run_dir=str(run_dir),
-            fragment_length=FRAGMENT,
-            hidden=[16, 16],
-            epochs=1,
-            checkpoint_every=1000,
-        ),
-    )
+    run, bg = run_in_background("ppo", "CartPole-v1", ppo_overrides(run_dir, WORKERS))
     full, down, back = lose_a_node_and_bring_one_back(ec, run, run_dir)
     finish_soon(run, run_dir, 2 * WORKERS * ENVS * FRAGMENT)
     bg.join(180)
