@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tandem.core.types import Batch
+from tandem.replay.base import RingReplay
 
 ROWS = 8
 """Rows of a :func:`tagged` fragment."""
@@ -40,3 +41,13 @@ def tagged(seq: int) -> Batch:
         truncated=np.zeros(ROWS, bool),
         extras={"seq": s, "row": row},
     )
+
+
+def sample_tagged(reader: RingReplay, n: int = 16) -> int:
+    """Sample ``n`` rows from ``reader`` once it holds any, checking that each row's obs still
+    carries its own ``seq`` tag (no torn or misplaced row); 1 if it sampled, else 0."""
+    if not len(reader):
+        return 0
+    b = reader.sample(n)
+    assert np.all(b.obs[:, 0] == b.extras["seq"])
+    return 1

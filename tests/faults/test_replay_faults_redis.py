@@ -15,13 +15,12 @@ import signal
 import threading
 import time
 
-import numpy as np
 import pytest
 import redis
 
 from tandem.replay import CorruptReplayError, RedisReplay, open_writer
 from tandem.replay.server import MANAGED_APPENDFSYNC, managed_redis
-from tests.batches import ROWS, tagged
+from tests.batches import ROWS, sample_tagged, tagged
 from tests.faults.summary import record
 
 pytestmark = pytest.mark.integration
@@ -72,10 +71,7 @@ class Traffic:
     def _read(self) -> None:
         try:
             while not self.stop.is_set():
-                if len(self.reader):
-                    b = self.reader.sample(16)
-                    assert np.all(b.obs[:, 0] == b.extras["seq"])
-                    self.samples += 1
+                self.samples += sample_tagged(self.reader)
                 time.sleep(0.001)
         except BaseException as e:
             self.reader_errors.append(e)

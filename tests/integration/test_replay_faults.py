@@ -9,11 +9,10 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from tandem.replay import RedisReplay
-from tests.batches import ROWS, tagged
+from tests.batches import ROWS, sample_tagged, tagged
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +43,7 @@ class Stream:
     def _read(self) -> None:
         try:
             while not self.stop.is_set():
-                if len(self.reader):
-                    b = self.reader.sample(16)
-                    assert np.all(b.obs[:, 0] == b.extras["seq"])
-                    self.samples += 1
+                self.samples += sample_tagged(self.reader)
                 time.sleep(0.001)
         except BaseException as e:  # pragma: no cover - reported by the test
             self.errors.append(e)
