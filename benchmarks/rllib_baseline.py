@@ -442,7 +442,7 @@ def run_rllib(
             "algo_config": _plain({k: v for k, v in hp.items() if k != "source"}),
         }
         rundir = RunDir(run_dir, config_doc)
-        rundir.attach_telemetry(algo, env_id, ray_metrics=False)
+        rundir.attach_telemetry()  # TensorBoard; RLlib keeps its own Ray metrics
         try:
             algorithm = build_config(algo, env_id, seed, workers, hp, envs_per_worker).build_algo()
         except Exception as e:  # noqa: BLE001 - RLlib raises many kinds for a bad env or config

@@ -183,6 +183,11 @@ class RayWorkerGroup:
         self._own_pg = trial_pg is None or len(trial_pg.bundle_specs) < start + 1
         if not self._own_pg:
             self.pg = trial_pg
+            # The trial's worker bundles say how many CPUs each worker gets (--worker-cpus).
+            self.cpus = float(trial_pg.bundle_specs[1].get("CPU", self.cpus))
+            self._remote_cls = ray.remote(num_cpus=self.cpus, max_restarts=-1, max_task_retries=0)(
+                RolloutWorker
+            )
             for b in range(1, start + 1):
                 self._start_worker(self.pg, b)
         else:

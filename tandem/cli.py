@@ -138,14 +138,10 @@ def _positive_int(text: str) -> int:
 
 
 def _workers(text: str) -> int | str:
-    """``--workers``: N stays an int (the old meaning); MIN:MAX and auto are checked here."""
-    from tandem.runner.config import parse_workers
-
-    try:
-        lo, hi = parse_workers(text)
-    except TandemError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return lo if lo == hi and text.strip().isdigit() else text.strip().lower()
+    """``--workers``: N stays an int (the old meaning); MIN:MAX and auto stay text. Both are
+    checked with the rest of the config (one ``tandem: error`` line, before Ray starts)."""
+    text = text.strip().lower()
+    return int(text) if text.isdigit() else text
 
 
 def cmd_scale(args: argparse.Namespace) -> int:

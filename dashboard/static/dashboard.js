@@ -459,7 +459,7 @@
       const d = state.data[r.id];
       if (!d || !(d.cols.workers || []).some((v) => v !== null)) continue;
       out.push({ x: xCol(r.id), y: d.cols.workers, type: "scatter", mode: "lines", yaxis: "y2",
-        name: `${r.label} · workers`, legendgroup: r.id, showlegend: false,
+        name: esc(`${r.label} · workers`), legendgroup: r.id, showlegend: false,
         line: { color: colorOf(r), width: 1.5, dash: "dash", shape: "hv" }, connectgaps: true,
         hovertemplate: `${esc(r.label)}<br>%{y} workers alive<extra></extra>` });
     }

@@ -113,7 +113,7 @@ def test_every_panel_renders(served, page, artifacts):
 
     # Throughput: env steps/s = 7 totals + 14 per-worker lines (rllib reports none); replay size:
     # the 3 off-policy runs.
-    assert n_traces(page, "plot-sps") == 21
+    assert n_traces(page, "plot-sps") == 28  # 21 throughput traces and each run's workers-alive line
     assert n_traces(page, "plot-ups") == 7 and n_traces(page, "plot-lag") == 7
     assert n_traces(page, "plot-replay") == 3
     assert axis_title(page, "plot-replay", "yaxis") == "transitions in replay"
@@ -157,7 +157,7 @@ def test_x_axis_switch_and_filters(served, page):
     page.select_option("#filter-env", "Pendulum-v1")
     page.wait_for_function("document.querySelectorAll('#return-plots .plot-return').length === 1")
     assert page.locator("#runs-table tbody tr").count() == 1
-    assert n_traces(page, "plot-sps") == 1 + 4
+    assert n_traces(page, "plot-sps") == 1 + 4 + 1  # ... and the run's workers-alive line
     page.select_option("#filter-env", "")
     page.select_option("#filter-algo", "ppo")
     page.wait_for_function("document.querySelectorAll('#runs-table tbody tr').length === 3")

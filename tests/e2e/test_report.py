@@ -66,7 +66,7 @@ def test_report_is_self_contained_and_opens_offline(browser, report, artifacts):
         assert n_traces(page, RETURN_CARTPOLE) == 18
         assert n_traces(page, "plot-return-Pendulum-v1") == 2
         assert n_traces(page, "plot-reuse-ratio") == 1 and n_traces(page, "plot-reuse-hist") == 2
-        assert n_traces(page, "plot-sps") == 21 and n_traces(page, "plot-replay") == 3
+        assert n_traces(page, "plot-sps") == 28 and n_traces(page, "plot-replay") == 3
         assert page.locator("#runs-table tbody tr").count() == 7
         assert "report" in page.locator("#live-text").inner_text()
         assert "metrics.jsonl line 4" in page.locator("#messages").inner_text()
