@@ -69,8 +69,11 @@ class RayWorkerGroup:
     restarted incarnation answers, and only then gets work again.
     """
 
-    def __init__(self, num_workers: int, start_timeout_s: float = 600, **worker_kwargs: Any):
-        total_cpus = float(ray.cluster_resources().get("CPU", 1))
+    def __init__(
+        self, num_workers: int, start_timeout_s: float = 600, reserved_cpus: float = 0.0, **worker_kwargs: Any
+    ):
+        # reserved_cpus: held by this run's learner actor, so not the workers' to share.
+        total_cpus = max(float(ray.cluster_resources().get("CPU", 1)) - reserved_cpus, 0.01 * num_workers)
         # Oversubscription is allowed on purpose (16 workers on 2 cores still run, just slower).
         cpus = min(1.0, total_cpus / max(num_workers, 1))
         self.num_workers = num_workers
@@ -167,6 +170,11 @@ class RayWorkerGroup:
         except RayActorError as e:
             raise WorkerLost(i, type(e).__name__) from e
 
+    def forget(self, handles: Sequence[ray.ObjectRef]) -> None:
+        """Stop tracking calls whose results someone else fetched (the learner actor)."""
+        for ref in handles:
+            self._calls.pop(ref, None)
+
     def cancel(self, handles: Sequence[ray.ObjectRef]) -> None:
         for ref in handles:
             self._calls.pop(ref, None)
@@ -210,15 +218,38 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, learner_timeout_s: float = 600
+    ):
         self.address = address
         self.num_cpus = num_cpus
+        self.learner_timeout_s = learner_timeout_s
+        """How long a learner actor may wait for a node with its resources."""
+        self.joined = False
+        """Whether this process joined a cluster (vs. started an embedded Ray)."""
+        self._learner_cpus = 0.0
 
     def start(self) -> None:
-        init_ray(self.address, self.num_cpus)
+        how = init_ray(self.address, self.num_cpus)
+        # An already running Ray (a test's, a notebook's) counts as a cluster once it spans nodes.
+        self.joined = how not in ("local", "existing") or len([n for n in ray.nodes() if n.get("Alive")]) > 1
 
     def make_group(self, num_workers: int, **worker_kwargs: Any) -> RayWorkerGroup:
-        return RayWorkerGroup(num_workers, **worker_kwargs)
+        return RayWorkerGroup(num_workers, reserved_cpus=self._learner_cpus, **worker_kwargs)
+
+    def learner_placement(self, requested: str) -> str:
+        """``auto``: an actor when this process joined a cluster (the driver sits on a small head
+        node; the learner goes where its resources are), in the driver on an embedded Ray."""
+        if requested == "auto":
+            return "actor" if self.joined else "local"
+        return requested
+
+    def make_learner(self, host_kwargs: dict[str, Any], cpus: float, resources: Any) -> Any:
+        from tandem.cluster.learner_actor import start_learner_actor
+
+        learner = start_learner_actor(host_kwargs, cpus, resources, self.learner_timeout_s)
+        self._learner_cpus = float(resources.get("CPU", cpus))
+        return learner
 
     def single_host(self) -> bool:
         return len([n for n in ray.nodes() if n.get("Alive")]) <= 1
@@ -228,3 +259,4 @@ class RayBackend:
 
     def shutdown(self) -> None:
         """Leaves Ray up: the process may train again (tests, notebooks); Ray stops at exit."""
+        self._learner_cpus = 0.0

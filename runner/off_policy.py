@@ -1,93 +1,74 @@
 """The asynchronous off-policy driver: workers write to the replay without waiting, the learner
-samples from it as fast as the rate limiter allows, and new weights flow back every K updates."""
+samples from it as fast as the rate limiter allows, and new weights flow back every K updates.
+
+The learner (``runner.learner_host``) runs in this process or in a learner actor that reads the
+replay itself; this loop only dispatches worker calls, counts their fragments, starts learning
+slices and logs. With a local learner each slice runs as soon as it is started, so the loop is
+the same serial loop as before the split; with an actor the slice runs while the loop goes on.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
-from tandem.core.errors import TandemError
-from tandem.core.protocols import ReplayBuffer, WorkerLost
+from tandem.core.protocols import LearnerStep, WorkerLost
 from tandem.core.types import Fragment
-from tandem.learners.config import PrioritizedReplayConfig
+from tandem.runner.learner_host import SLICE_S, make_limiter, open_learner, replay_plan, sync_quietly
 from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
 
-
-def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
-    """The learner's replay, the spec workers use to write to it (None: send batches to the
-    driver), and the managed Redis server if Tandem started one."""
-    from tandem.replay import make_replay
-
-    run, cfg = s.run_cfg, s.algo_cfg
-    name = run.replay_name or Path(run.run_dir).name
-    run.replay_name = name
-    # Tabular configs have no priority fields: they sample uniformly, as the base's defaults do.
-    prio = cfg if isinstance(cfg, PrioritizedReplayConfig) else PrioritizedReplayConfig()
-    opts = dict(
-        capacity=cfg.replay_capacity,
-        prioritized=prio.prioritized,
-        alpha=prio.priority_alpha,
-        beta=prio.priority_beta,
-        seed=run.seed,
-    )
-    if run.replay == "memory":
-        if s.resumed_from is not None:
-            log.warning(
-                "--replay memory: the replay buffer is not kept across runs, resuming with an empty one"
-            )
-        return make_replay("memory", name=name, **opts), None, None
-    server = None
-    url = run.replay
-    if url is None:
-        from tandem.replay.server import managed_redis
-
-        if not s.backend.single_host():
-            raise TandemError(
-                "the managed local Redis listens on this machine's loopback, which workers on other "
-                "nodes cannot reach: pass --replay redis://HOST:PORT (a Redis every node can reach)"
-            )
-
-        # Kept inside the run directory with AOF on, so that --resume finds the same buffer.
-        server = managed_redis(dir=Path(run.run_dir) / "redis")
-        url = server.url
-    buffer = make_replay(url, name=name, **opts)
-    return buffer, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server
+ACTOR_POLL_S = 0.01
+"""How long the loop waits on the workers while a learner actor is busy, before looking at it."""
 
 
 def train_off_policy(s: Session) -> None:
-    run, cfg, c, learner = s.run_cfg, s.algo_cfg, s.counters, s.learner
-    from tandem.replay import RateLimiter
-
-    buffer, writer_spec, server = open_replay(s)
+    run, cfg, c = s.run_cfg, s.algo_cfg, s.counters
+    plan, writer_spec, server = replay_plan(s)
     steps_per_call = cfg.fragment_length
     chunk = steps_per_call * run.envs_per_worker
-    # The slack must cover one sample batch plus one worker fragment's worth of samples, or
-    # neither side could ever move (the learner waits for data, the workers for the learner).
-    slack = 1.5 * (cfg.batch_size + chunk * cfg.samples_per_insert)
-    limiter = RateLimiter(
-        min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack
-    )
-    if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
-        limiter.observe_inserted(c.env_steps)
-        limiter.record_sample(c.samples_trained)
-    group = None
+    # The driver's copy of the learner's rate limiter: the same inserts and samples are counted
+    # on both sides, so this one decides when workers may run ahead and when a slice may start.
+    limiter = make_limiter(plan)
+    bs = cfg.batch_size
+    learner = group = None
     inflight: dict[Any, int] = {}  # call handle -> worker index
     try:
+        learner = open_learner(s, plan)
         group = s.start_workers(replay=writer_spec)
-        weights = group.publish(learner.get_weights())
+        weights = learner.publish(group)
         idle: set[int] = set(group.alive)
         last_report = time.monotonic()
         metrics: dict[str, float] = {}
-        bs = cfg.batch_size
+        pending: Any = None  # the learning slice in progress
+        replay_short = True  # the last slice found fewer than min_size transitions in the replay
 
-        def row():
+        def take(step: LearnerStep) -> None:
+            """Count a finished slice and pick up the weights it published."""
+            nonlocal metrics, weights, replay_short
+            limiter.record_sample(step.samples_trained)
+            c.record_update(step.grad_steps, step.samples_trained)
+            if step.updates:
+                metrics = dict(step.metrics)
+            if step.version_bumps:
+                c.version += step.version_bumps
+                weights = learner.publish(group)
+            replay_short = step.replay_short
+
+        def drain() -> None:
+            """Wait for the slice in progress, so that counters and learner state agree."""
+            nonlocal pending
+            while pending is not None:
+                step = learner.poll(pending, timeout=1.0)
+                if step is not None:
+                    pending = None
+                    take(step)
+
+        def row(stats: dict[str, Any]):
             """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
-            extra = {"replay_size": len(buffer), "worker_restarts": group.restarts}
-            return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
+            return rep.row(len(group.alive), {**metrics, **stats, "worker_restarts": group.restarts})
 
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
@@ -100,8 +81,11 @@ def train_off_policy(s: Session) -> None:
                     progress = c.env_steps / run.total_steps
                     inflight[group.submit(i, "collect", steps_per_call, weights, c.version, progress)] = i
                 # 2. take in finished fragments; block only when the learner may not sample
-                starved = not limiter.can_sample(bs) or len(buffer) < cfg.min_size
-                if inflight:
+                starved = not limiter.can_sample(bs) or replay_short
+                if pending is not None:
+                    # A learner actor is busy: look at the workers briefly, then at it (step 3).
+                    ready = group.wait(list(inflight), timeout=ACTOR_POLL_S) if inflight else []
+                elif inflight:
                     ready = group.wait(list(inflight), timeout=1.0 if starved else 0)
                 else:
                     # Nothing to wait on (the Redis mirror is still catching up with what the
@@ -119,45 +103,45 @@ def train_off_policy(s: Session) -> None:
                         idle.discard(i)
                         continue
                     if frag.batch is not None:
-                        buffer.add(frag.batch)
+                        learner.add(frag.batch)
                     limiter.record_insert(frag.env_steps)
                     s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
-                # 3. learn as far as the rate limiter allows, then go back to the workers
-                t_learn = time.monotonic()
-                while (
-                    limiter.can_sample(bs)
-                    and len(buffer) >= cfg.min_size
-                    and time.monotonic() - t_learn < 0.5
-                ):
-                    learner.set_progress(c.env_steps / run.total_steps)
-                    batch = buffer.sample(bs)
-                    result = learner.update(batch)
-                    metrics = dict(result.metrics)
-                    if buffer.prioritized and result.priorities is not None:
-                        buffer.update_priorities(batch.indices, result.priorities)
-                    limiter.record_sample(result.samples_trained)
-                    published_every = cfg.weights_publish_interval
-                    before = c.grad_updates
-                    c.record_update(result.grad_steps, result.samples_trained)
-                    if c.grad_updates // published_every > before // published_every:
-                        c.version += 1
-                        weights = group.publish(learner.get_weights())
+                # 3. learn as far as the rate limiter allows (a local learner: now, for up to
+                #    SLICE_S; an actor: in its own process, while this loop goes back to the workers)
+                if pending is None and limiter.can_sample(bs):
+                    pending = learner.learn(limiter.inserted, c.env_steps / run.total_steps, SLICE_S)
+                if pending is not None:
+                    step = learner.poll(pending, timeout=0 if inflight else 1.0)
+                    if step is not None:
+                        pending = None
+                        take(step)
                 # 4. report
                 if time.monotonic() - last_report >= run.report_interval_s:
                     last_report = time.monotonic()
                     c.iterations += 1
-                    s.log(row())
-                    if c.iterations % run.checkpoint_every == 0:
+                    checkpoint = c.iterations % run.checkpoint_every == 0
+                    if checkpoint:
+                        drain()  # the checkpoint's counters and learner state must agree
+                    s.log(row(learner.replay_stats()))
+                    if checkpoint:
+                        learner.sync_to(s.learner)
                         s.checkpoint()
+            drain()
             c.iterations += 1
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.
-            buffer.sync()
-            s.log(row())
+            s.log(row(learner.replay_stats(sync=True)))
+            # The run's final checkpoint, written after this returns, reads s.learner.
+            learner.sync_to(s.learner)
+    except KeyboardInterrupt:
+        if learner is not None:
+            sync_quietly(learner, s.learner)
+        raise
     finally:
         if group is not None:
             group.cancel(list(inflight))
             group.shutdown()
-        buffer.close()
+        if learner is not None:
+            learner.close()
         if server is not None:
             server.stop()

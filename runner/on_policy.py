@@ -2,39 +2,58 @@
 
 from __future__ import annotations
 
-from tandem.core.types import concat_rollouts
+from tandem.core.protocols import WorkerLost
+from tandem.runner.learner_host import open_learner, sync_quietly
 from tandem.runner.session import Session
 
 
 def train_on_policy(s: Session) -> None:
     """One loop, in the algorithm's order. Each iteration's batch is used by exactly one
-    ``learner.update`` (which may reuse it for several epochs) and then dropped."""
+    ``learner.update`` (which may reuse it for several epochs) and then dropped.
+
+    The learner runs in this process or in a learner actor (``--learner``); with an actor the
+    fragments go from the workers to it as object refs and never through this process."""
     run, cfg = s.run_cfg, s.algo_cfg
-    learner = s.learner
-    group = s.start_workers()
     c = s.counters
+    # The learner first: a learner actor's CPUs are reserved before the workers take the rest.
+    learner = open_learner(s)
+    group = None
     try:
-        weights = group.publish(learner.get_weights())  # one object, shared by all workers
+        group = s.start_workers()
+        weights = learner.publish(group)  # one object, shared by all workers
         with s.reporter() as rep:
             while c.env_steps < run.total_steps and not s.should_stop():
                 progress = c.env_steps / run.total_steps
-                # 1. collect a fresh batch from every live worker
-                rollouts = group.call_all("sample", cfg.fragment_length, weights, c.version, progress)
-                for r in rollouts:
-                    s.record_fragment(rep, r.worker_index, r.num_steps, r.episode_returns, r.policy_version)
-                batch = concat_rollouts(rollouts)
-                # 2. update
-                learner.set_progress(progress)
-                result = learner.update(batch)
-                c.record_update(result.grad_steps, result.samples_trained)
-                # 3. broadcast the new weights
-                c.version += 1
-                weights = group.publish(learner.get_weights())
-                # 4. the batch is thrown away when it goes out of scope
-                del batch, rollouts
+                if not group.alive:
+                    group.call_all("ping")  # every worker is restarting: wait for one
+                    continue
+                # 1. collect a fresh batch from every live worker, 2. update on it
+                calls = [
+                    (i, group.submit(i, "sample", cfg.fragment_length, weights, c.version, progress))
+                    for i in group.alive
+                ]
+                step = learner.update_rollouts(group, calls, progress)
+                for i, cause in step.lost:
+                    group.park(i, WorkerLost(i, cause))
+                for r in step.rollouts:
+                    s.record_fragment(rep, r.worker_index, r.env_steps, r.episode_returns, r.policy_version)
+                if not step.updates:
+                    continue
+                c.record_update(step.grad_steps, step.samples_trained)
+                # 3. broadcast the new weights; 4. the batch was dropped by the learner
+                c.version += step.version_bumps
+                weights = learner.publish(group)
                 c.iterations += 1
-                s.log(rep.row(len(group.alive), {**result.metrics, "worker_restarts": group.restarts}))
+                s.log(rep.row(len(group.alive), {**step.metrics, "worker_restarts": group.restarts}))
                 if c.iterations % run.checkpoint_every == 0:
+                    learner.sync_to(s.learner)
                     s.checkpoint()
+        # The run's final checkpoint, written after this returns, reads s.learner.
+        learner.sync_to(s.learner)
+    except KeyboardInterrupt:
+        sync_quietly(learner, s.learner)
+        raise
     finally:
-        group.shutdown()
+        if group is not None:
+            group.shutdown()
+        learner.close()

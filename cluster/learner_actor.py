@@ -1,0 +1,190 @@
+"""The learner as a Ray actor (``--learner actor``): ``runner.learner_host.LearnerHost`` in a
+process of its own, with its own CPUs and GPUs, on whichever node has them.
+
+On-policy, the driver hands the actor the worker calls' object refs (nested in a list, so that
+Ray does not resolve them in the driver); the actor fetches the fragments itself. Off-policy,
+the actor opens its own replay reader and runs slices of the update loop. Either way, new
+weights leave the actor as one ``ray.put`` of CPU numpy arrays, and the driver passes that
+ref to the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from tandem.core.errors import TandemError
+from tandem.core.protocols import Learner, LearnerStep, WorkerGroup
+from tandem.core.types import Batch
+from tandem.runner.learner_host import LearnerHost
+
+log = logging.getLogger("tandem")
+
+MIRROR_WAIT_S = 0.05
+"""How long a slice waits for the Redis mirror when the replay is still below ``min_size``."""
+
+
+class LearnerActor:
+    """What runs in the learner's process: a ``LearnerHost`` that takes and gives object refs."""
+
+    def __init__(self, **host_kwargs: Any):
+        self.host = LearnerHost.build(**host_kwargs)
+
+    def ready(self) -> bool:
+        return True
+
+    def publish(self) -> ray.ObjectRef:
+        """The current weights, put once into the object store by this process (its owner)."""
+        return ray.put(self.host.get_weights())
+
+    def _published(self, step: LearnerStep) -> LearnerStep:
+        return replace(step, weights=self.publish()) if step.version_bumps else step
+
+    def update_from_refs(self, calls: list[list[tuple[int, ray.ObjectRef]]], progress: float) -> LearnerStep:
+        """One on-policy update from the fragments behind ``calls[0]`` (``(worker, ref)`` pairs).
+
+        A worker that died before its fragment was made is reported in ``lost``; the driver
+        parks it. Any other error (a bug in the worker) reaches the driver as it is.
+        """
+        rollouts, lost = [], []
+        for i, ref in calls[0]:
+            try:
+                rollouts.append(ray.get(ref))
+            except RayActorError as e:
+                lost.append((i, type(e).__name__))
+        return replace(self._published(self.host.update_rollouts(rollouts, progress)), lost=lost)
+
+    def learn(self, inserted: int, batches: list[Batch], progress: float, budget_s: float) -> LearnerStep:
+        """One off-policy slice (after adding ``batches``, for an in-memory replay)."""
+        self.host.add(batches)
+        step = self.host.learn(inserted, progress, budget_s, wait_s=MIRROR_WAIT_S)
+        return self._published(step)
+
+    def replay_stats(self, sync: bool = False) -> dict[str, Any]:
+        return self.host.replay_stats(sync)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.host.state_dict()
+
+    def close(self) -> None:
+        self.host.close()
+
+
+class RayLearner:
+    """The driver's handle on a :class:`LearnerActor` (``core.protocols.LearnerService``)."""
+
+    where = "actor"
+
+    def __init__(self, actor: Any):
+        self.actor = actor
+        self._weights: ray.ObjectRef | None = None
+        self._batches: list[Batch] = []
+        self._stats: dict[str, Any] = {}
+
+    def publish(self, group: WorkerGroup) -> ray.ObjectRef:
+        """The ref of the actor's latest weights (no copy passes through the driver)."""
+        if self._weights is None:
+            self._weights = ray.get(self.actor.publish.remote())
+        return self._weights
+
+    def _take(self, step: LearnerStep) -> LearnerStep:
+        if step.weights is not None:
+            self._weights = step.weights
+        return step
+
+    def update_rollouts(
+        self, group: WorkerGroup, calls: Sequence[tuple[int, Any]], progress: float
+    ) -> LearnerStep:
+        calls = list(calls)
+        try:
+            return self._take(ray.get(self.actor.update_from_refs.remote([calls], progress)))
+        finally:
+            # The actor fetched them; the group must not keep them (and their fragments) alive.
+            group.forget([ref for _, ref in calls])
+
+    def add(self, batch: Batch) -> None:
+        """Held here until the next slice carries it to the actor's in-memory replay."""
+        self._batches.append(batch)
+
+    def learn(self, inserted: int, progress: float, budget_s: float) -> ray.ObjectRef:
+        batches, self._batches = self._batches, []
+        return self.actor.learn.remote(inserted, batches, progress, budget_s)
+
+    def poll(self, handle: ray.ObjectRef, timeout: float) -> LearnerStep | None:
+        ready, _ = ray.wait([handle], timeout=timeout)
+        return self._take(ray.get(handle)) if ready else None
+
+    def replay_stats(self, sync: bool = False) -> dict[str, Any]:
+        return ray.get(self.actor.replay_stats.remote(sync))
+
+    def sync_to(self, learner: Learner) -> None:
+        learner.load_state_dict(ray.get(self.actor.state_dict.remote()))
+
+    def close(self) -> None:
+        try:
+            ray.get(self.actor.close.remote(), timeout=30)
+        except (RayActorError, RayTaskError, GetTimeoutError) as e:
+            log.warning("the learner actor did not close cleanly (%s)", type(e).__name__)
+        ray.kill(self.actor, no_restart=True)
+
+
+def ray_options(cpus: float, resources: Mapping[str, Any]) -> dict[str, Any]:
+    """``ray.remote`` options for the learner actor from ``learner_cpus`` and
+    ``learner_resources`` (Ray takes GPUs as ``num_gpus``, not as a custom resource)."""
+    bad = {
+        k: v for k, v in resources.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+    }
+    if bad or cpus < 0:
+        raise TandemError(
+            f"learner resources must be non-negative numbers, got {bad or {'learner_cpus': cpus}}: "
+            """e.g. --learner-resources '{"GPU": 1}' --set learner_cpus=4"""
+        )
+    rest = {k: float(v) for k, v in resources.items() if k not in ("CPU", "GPU")}
+    opts: dict[str, Any] = {"num_cpus": float(resources.get("CPU", cpus)), "max_restarts": 0}
+    if resources.get("GPU"):
+        opts["num_gpus"] = float(resources["GPU"])
+    if rest:
+        opts["resources"] = rest
+    return opts
+
+
+def start_learner_actor(
+    host_kwargs: dict[str, Any], cpus: float, resources: Mapping[str, Any], timeout_s: float = 600
+) -> RayLearner:
+    """Place a :class:`LearnerActor` and wait until its learner is built.
+
+    A request that no node can meet waits (an autoscaler may add the node), with a warning
+    after 10 s and a one-line error after ``timeout_s``.
+    """
+    opts = ray_options(cpus, resources)
+    actor = ray.remote(**opts)(LearnerActor).remote(**host_kwargs)
+    ready = actor.ready.remote()
+    want = {"CPU": opts["num_cpus"], "GPU": opts.get("num_gpus", 0), **opts.get("resources", {})}
+    want = {k: v for k, v in want.items() if v}
+    try:
+        try:
+            ray.get(ready, timeout=min(10, timeout_s))
+            return RayLearner(actor)
+        except GetTimeoutError:
+            log.warning(
+                "waiting for a node with %s free for the learner actor (the cluster has %s free now)",
+                want,
+                {k: ray.available_resources().get(k, 0.0) for k in want},
+            )
+        ray.get(ready, timeout=max(timeout_s - 10, 1))
+        return RayLearner(actor)
+    except GetTimeoutError:
+        ray.kill(actor, no_restart=True)
+        raise TandemError(
+            f"no node of the Ray cluster could give the learner actor {want} within {timeout_s:.0f} s: "
+            "add such a node, or lower --learner-resources / learner_cpus, or use --learner local"
+        ) from None
+    except (RayTaskError, RayActorError) as e:
+        ray.kill(actor, no_restart=True)
+        why = e.cause if isinstance(e, RayTaskError) else str(e).splitlines()[0]
+        raise TandemError(f"the learner actor failed to start: {why}") from None
