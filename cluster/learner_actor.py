@@ -11,6 +11,7 @@ ref to the workers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -27,6 +28,8 @@ log = logging.getLogger("tandem")
 
 MIRROR_WAIT_S = 0.05
 """How long a slice waits for the Redis mirror when the replay is still below ``min_size``."""
+STATS_EVERY_S = 0.5
+"""Slices carry the replay statistics at most this often (they cost about a millisecond)."""
 
 
 class LearnerActor:
@@ -34,6 +37,7 @@ class LearnerActor:
 
     def __init__(self, **host_kwargs: Any):
         self.host = LearnerHost.build(**host_kwargs)
+        self._stats_at = float("-inf")
 
     def ready(self) -> bool:
         return True
@@ -62,10 +66,15 @@ class LearnerActor:
     def learn(self, inserted: int, batches: list[Batch], progress: float, budget_s: float) -> LearnerStep:
         """One off-policy slice (after adding ``batches``, for an in-memory replay)."""
         self.host.add(batches)
-        step = self.host.learn(inserted, progress, budget_s, wait_s=MIRROR_WAIT_S)
-        return self._published(step)
+        step = self._published(self.host.learn(inserted, progress, budget_s, wait_s=MIRROR_WAIT_S))
+        if time.monotonic() - self._stats_at >= STATS_EVERY_S:
+            self._stats_at = time.monotonic()
+            step = replace(step, replay=self.host.replay_stats())
+        return step
 
-    def replay_stats(self, sync: bool = False) -> dict[str, Any]:
+    def replay_stats(self, batches: list[Batch], sync: bool = False) -> dict[str, Any]:
+        """The replay's statistics after adding ``batches`` (those the driver still held)."""
+        self.host.add(batches)
         return self.host.replay_stats(sync)
 
     def state_dict(self) -> dict[str, Any]:
@@ -95,6 +104,8 @@ class RayLearner:
     def _take(self, step: LearnerStep) -> LearnerStep:
         if step.weights is not None:
             self._weights = step.weights
+        if step.replay:
+            self._stats = dict(step.replay)
         return step
 
     def update_rollouts(
@@ -120,7 +131,12 @@ class RayLearner:
         return self._take(ray.get(handle)) if ready else None
 
     def replay_stats(self, sync: bool = False) -> dict[str, Any]:
-        return ray.get(self.actor.replay_stats.remote(sync))
+        """As of the last slice that carried them (asking the actor would wait for the slice in
+        progress); ``sync`` or none yet: from the actor, after the batches held here."""
+        if sync or not self._stats:
+            batches, self._batches = self._batches, []
+            self._stats = ray.get(self.actor.replay_stats.remote(batches, sync))
+        return self._stats
 
     def sync_to(self, learner: Learner) -> None:
         learner.load_state_dict(ray.get(self.actor.state_dict.remote()))
@@ -172,7 +188,8 @@ def start_learner_actor(
             return RayLearner(actor)
         except GetTimeoutError:
             log.warning(
-                "waiting for a node with %s free for the learner actor (the cluster has %s free now)",
+                "the learner actor is not up after 10 s: waiting for a node with %s free (the cluster "
+                "has %s free now), or for its process to start",
                 want,
                 {k: ray.available_resources().get(k, 0.0) for k in want},
             )

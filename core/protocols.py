@@ -180,6 +180,9 @@ class LearnerStep:
     replay_short: bool = False
     """Off-policy: the replay held fewer than ``min_size`` transitions when the slice ended (a
     Redis mirror still catching up with the workers' writes); the driver waits a little."""
+    replay: Mapping[str, Any] = field(default_factory=dict)
+    """Off-policy, from a learner actor: ``replay_size`` and ``replay/*`` as of a recent slice
+    (empty otherwise: the driver asks :meth:`LearnerService.replay_stats`)."""
     rollouts: Sequence[RolloutInfo] = ()
     """On-policy: the fragments trained on, in worker order."""
     lost: Sequence[tuple[int, str]] = ()

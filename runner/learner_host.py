@@ -102,6 +102,10 @@ def replay_plan(s: Any) -> tuple[ReplayPlan, dict[str, Any] | None, Any]:
             log.warning(
                 "--replay memory: the replay buffer is not kept across runs, resuming with an empty one"
             )
+            # An empty buffer warms up again: a limiter that counted the lost inserts would let
+            # the workers run ahead until it throttled them while the learner still waited for
+            # min_size transitions, and neither side would move again.
+            plan = replace(plan, inserted=0, sampled=0)
         return plan, None, None
     server = None
     url = run.replay
