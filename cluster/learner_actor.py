@@ -126,9 +126,12 @@ class RayLearner:
         batches, self._batches = self._batches, []
         return self.actor.learn.remote(inserted, batches, progress, budget_s)
 
-    def poll(self, handle: ray.ObjectRef, timeout: float) -> LearnerStep | None:
-        ready, _ = ray.wait([handle], timeout=timeout)
-        return self._take(ray.get(handle)) if ready else None
+    def poll(self, handle: ray.ObjectRef, timeout: float, wake: Sequence[Any] = ()) -> LearnerStep | None:
+        ready, _ = ray.wait([handle, *wake], num_returns=1, timeout=timeout)
+        if not ready:
+            return None
+        done, _ = ray.wait([handle], timeout=0)
+        return self._take(ray.get(handle)) if done else None
 
     def replay_stats(self, sync: bool = False) -> dict[str, Any]:
         """As of the last slice that carried them (asking the actor would wait for the slice in

@@ -225,8 +225,9 @@ class LearnerService(Protocol):
         """Start one off-policy slice: update while the rate limiter allows, for at most
         ``budget_s`` seconds, given ``inserted`` transitions so far. Returns a handle."""
 
-    def poll(self, handle: Any, timeout: float) -> LearnerStep | None:
-        """The slice's outcome once done, else None after ``timeout`` seconds."""
+    def poll(self, handle: Any, timeout: float, wake: Sequence[Any] = ()) -> LearnerStep | None:
+        """The slice's outcome once done, else None after ``timeout`` seconds, or as soon as one
+        of the worker calls ``wake`` finishes (so the driver waits on both at once)."""
 
     def replay_stats(self, sync: bool = False) -> dict[str, Any]:
         """``replay_size`` and the replay's ``replay/*`` statistics (an actor's: as of its last

@@ -320,7 +320,7 @@ class LocalLearner:
     def learn(self, inserted: int, progress: float, budget_s: float = SLICE_S) -> LocalSlice:
         return LocalSlice(inserted, progress, budget_s)
 
-    def poll(self, handle: LocalSlice, timeout: float) -> LearnerStep:
+    def poll(self, handle: LocalSlice, timeout: float, wake: Sequence[Any] = ()) -> LearnerStep:
         return self.host.learn(handle.inserted, handle.progress, handle.budget_s)
 
     def replay_stats(self, sync: bool = False) -> dict[str, Any]:

@@ -20,9 +20,6 @@ from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
 
-ACTOR_POLL_S = 0.01
-"""How long the loop waits on the workers while a learner actor is busy, before looking at it."""
-
 
 def train_off_policy(s: Session) -> None:
     run, cfg, c = s.run_cfg, s.algo_cfg, s.counters
@@ -83,8 +80,12 @@ def train_off_policy(s: Session) -> None:
                 # 2. take in finished fragments; block only when the learner may not sample
                 starved = not limiter.can_sample(bs) or replay_short
                 if pending is not None:
-                    # A learner actor is busy: look at the workers briefly, then at it (step 3).
-                    ready = group.wait(list(inflight), timeout=ACTOR_POLL_S) if inflight else []
+                    # A learner actor is busy: wait for it or for a worker, whichever is first.
+                    step = learner.poll(pending, timeout=1.0, wake=list(inflight))
+                    if step is not None:
+                        pending = None
+                        take(step)
+                    ready = group.wait(list(inflight), timeout=0)
                 elif inflight:
                     ready = group.wait(list(inflight), timeout=1.0 if starved else 0)
                 else:
@@ -111,7 +112,7 @@ def train_off_policy(s: Session) -> None:
                 if pending is None and limiter.can_sample(bs):
                     pending = learner.learn(limiter.inserted, c.env_steps / run.total_steps, SLICE_S)
                 if pending is not None:
-                    step = learner.poll(pending, timeout=0 if inflight else 1.0)
+                    step = learner.poll(pending, timeout=0)
                     if step is not None:
                         pending = None
                         take(step)
