@@ -84,6 +84,17 @@ class LearnerActor:
         self.host.close()
 
 
+def _get(ref: Any) -> Any:
+    """``ray.get`` of a learner actor call; the actor's death becomes a one-line error."""
+    try:
+        return ray.get(ref)
+    except RayActorError as e:
+        raise TandemError(
+            f"the learner actor died ({str(e).splitlines()[0][:160]}): continue the run from its last "
+            "checkpoint with `tandem train --resume RUN_DIR`"
+        ) from None
+
+
 class RayLearner:
     """The driver's handle on a :class:`LearnerActor` (``core.protocols.LearnerService``)."""
 
@@ -98,7 +109,7 @@ class RayLearner:
     def publish(self, group: WorkerGroup) -> ray.ObjectRef:
         """The ref of the actor's latest weights (no copy passes through the driver)."""
         if self._weights is None:
-            self._weights = ray.get(self.actor.publish.remote())
+            self._weights = _get(self.actor.publish.remote())
         return self._weights
 
     def _take(self, step: LearnerStep) -> LearnerStep:
@@ -113,7 +124,7 @@ class RayLearner:
     ) -> LearnerStep:
         calls = list(calls)
         try:
-            return self._take(ray.get(self.actor.update_from_refs.remote([calls], progress)))
+            return self._take(_get(self.actor.update_from_refs.remote([calls], progress)))
         finally:
             # The actor fetched them; the group must not keep them (and their fragments) alive.
             group.forget([ref for _, ref in calls])
@@ -131,18 +142,18 @@ class RayLearner:
         if not ready:
             return None
         done, _ = ray.wait([handle], timeout=0)
-        return self._take(ray.get(handle)) if done else None
+        return self._take(_get(handle)) if done else None
 
     def replay_stats(self, sync: bool = False) -> dict[str, Any]:
         """As of the last slice that carried them (asking the actor would wait for the slice in
         progress); ``sync`` or none yet: from the actor, after the batches held here."""
         if sync or not self._stats:
             batches, self._batches = self._batches, []
-            self._stats = ray.get(self.actor.replay_stats.remote(batches, sync))
+            self._stats = _get(self.actor.replay_stats.remote(batches, sync))
         return self._stats
 
     def sync_to(self, learner: Learner) -> None:
-        learner.load_state_dict(ray.get(self.actor.state_dict.remote()))
+        learner.load_state_dict(_get(self.actor.state_dict.remote()))
 
     def close(self) -> None:
         try:

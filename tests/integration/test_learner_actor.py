@@ -5,6 +5,7 @@ never enter the driver, and one-line errors for placements that cannot work."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import numpy as np
@@ -163,6 +164,23 @@ def test_learner_threads_follow_the_actor_cpus(local_ray):
         assert threads == 2
     finally:
         learner.close()
+
+
+def test_a_dead_learner_actor_is_a_one_line_error(local_ray):
+    from tandem.learners.registry import get_algo
+    from tandem.learners.tabular import QLearnConfig
+    from tandem.runner.envs import env_spaces
+
+    obs, act = env_spaces("FrozenLake-v1", {})
+    kwargs = dict(algo="qlearn", obs_space=obs, act_space=act, algo_cfg=QLearnConfig())
+    learner = start_learner_actor(kwargs, 0.5, {}, 60)
+    ray.kill(learner.actor, no_restart=True)
+    with pytest.raises(ray.exceptions.RayActorError):  # wait until Ray knows it is gone
+        for _ in range(60):
+            ray.get(learner.actor.ready.remote(), timeout=30)
+            time.sleep(0.5)
+    with pytest.raises(TandemError, match=r"the learner actor died .*--resume RUN_DIR"):
+        learner.sync_to(get_algo("qlearn").make_learner(obs, act, QLearnConfig()))
 
 
 def test_a_learner_no_node_can_place_fails_with_one_line(local_ray):
