@@ -239,7 +239,9 @@ class RayBackend:
 
     def learner_placement(self, requested: str) -> str:
         """``auto``: an actor when this process joined a cluster (the driver sits on a small head
-        node; the learner goes where its resources are), in the driver on an embedded Ray."""
+        node; the learner goes where its resources are), in the driver on an embedded Ray, where
+        the actor only adds a process and round trips on the same cores (measured on 2 shared
+        cores, median of 3: DQN CartPole 102 s as an actor vs 93 s in the driver; PPO even)."""
         if requested == "auto":
             return "actor" if self.joined else "local"
         return requested

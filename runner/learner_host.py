@@ -124,6 +124,13 @@ def replay_plan(s: Any) -> tuple[ReplayPlan, dict[str, Any] | None, Any]:
     return plan, {"url": url, "name": name, "capacity": cfg.replay_capacity}, server
 
 
+def versions_crossed(before: int, after: int, every: int) -> int:
+    """Publish boundaries passed when the gradient-step count goes from ``before`` to ``after``:
+    ``floor(after / K) - floor(before / K)`` for a publish every ``K`` steps (the driver counts at
+    most one new weights version per update, as before the split)."""
+    return after // every - before // every
+
+
 def make_limiter(plan: ReplayPlan) -> Any:
     """A rate limiter for ``plan``, continuing a resumed run's counts."""
     from tandem.replay import RateLimiter
@@ -247,9 +254,7 @@ class LearnerHost:
             updates += 1
             grad_steps += result.grad_steps
             samples += result.samples_trained
-            every = plan.publish_every
-            if self._grad_updates // every > before // every:
-                bumps += 1
+            bumps += min(1, versions_crossed(before, self._grad_updates, plan.publish_every))
         return LearnerStep(
             metrics=dict(metrics),
             updates=updates,
