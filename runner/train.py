@@ -52,6 +52,8 @@ def train(
     torch.set_num_threads(max(1, run.learner_threads))
     backend.start()
     try:
+        # Before the run directory exists: an impossible --learner is a one-line error, not a crashed run.
+        log.info("learner: %s (--learner %s)", backend.learner_placement(run.learner), run.learner)
         s = open_session(run, algo_cfg, spec, backend, resume_dir, quiet)
         s.t_start = t_start
         s.rundir.attach_telemetry([backend.metrics_sink(s.rundir.path.name, run.algo, run.env_id)])
