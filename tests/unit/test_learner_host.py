@@ -11,6 +11,7 @@ from tandem.core.types import Batch
 from tandem.learners.tabular import QLearnConfig
 from tandem.runner.envs import env_spaces
 from tandem.runner.learner_host import LearnerHost, LocalLearner, ReplayPlan
+from tandem.runner.rundir import Counters
 
 
 def plan(**kw) -> ReplayPlan:
@@ -102,3 +103,66 @@ def test_actor_mode_with_the_local_backend_is_a_one_line_error(bad):
     )
     with pytest.raises(SystemExit):
         main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--learner-resources", str(bad)])
+
+
+class OneLiveWorker:
+    """A ``LocalWorkerGroup`` of two workers where only worker 0 lives (worker 1 was lost)."""
+
+    def __init__(self, **kw):
+        from tandem.runner.local import LocalWorkerGroup
+
+        self.inner = LocalWorkerGroup(2, **kw)
+        self.nominal = 2
+        self.alive = [0]
+        self.calls = []
+
+    def maintain(self) -> None:
+        pass
+
+    def submit(self, i, method, *args):
+        self.calls.append(i)
+        return self.inner.submit(i, method, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class ModelSamples:
+    """A learner whose updates also trained on model-generated transitions (as Dyna's do)."""
+
+    def __init__(self, learner, model: int):
+        self.learner, self.model = learner, model
+
+    def update(self, batch):
+        from dataclasses import replace
+
+        return replace(self.learner.update(batch), samples_model=self.model)
+
+    def __getattr__(self, name):
+        return getattr(self.learner, name)
+
+
+def test_the_local_service_keeps_the_nominal_batch_and_counts_model_samples():
+    """With one of two workers left, ``collect_and_update`` still trains on two fragments (the
+    live worker collects both), and the step carries the learner's model samples."""
+    from tandem.learners.registry import get_algo
+
+    spec = get_algo("pg")
+    cfg = spec.config_cls()
+    cfg.fragment_length = 8
+    obs, act = env_spaces("CartPole-v1", {})
+    group = OneLiveWorker(env_id="CartPole-v1", num_envs=2, algo="pg", algo_config=cfg)
+    service = LocalLearner(LearnerHost(ModelSamples(spec.make_learner(obs, act, cfg), 5)))
+    weights = service.publish(group)
+    step = service.collect_and_update(group, group.nominal, (cfg.fragment_length, weights, 0, 0.0), 0.0)
+    assert group.calls == [0, 0]
+    assert [r.worker_index for r in step.rollouts] == [0, 0]
+    assert sum(r.env_steps for r in step.rollouts) == 2 * 2 * 8
+    assert step.updates == 1 and step.samples_model == 5 and step.samples_trained > 0
+    c = Counters()
+    c.record_update(step)  # what the on-policy driver does with it
+    assert (c.grad_updates, c.samples_trained, c.samples_model) == (
+        step.grad_steps,
+        step.samples_trained,
+        5,
+    )
