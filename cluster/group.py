@@ -145,9 +145,12 @@ class RayWorkerGroup:
         max_workers: int | None = None,
         run_dir: str | None = None,
         start_timeout_s: float = 600,
+        reserved_cpus: float = 0.0,
         **worker_kwargs: Any,
     ):
-        total_cpus = float(ray.cluster_resources().get("CPU", 1))
+        # reserved_cpus: held by this run's learner actor, so not the workers' to share.
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
+        total_cpus = max(cluster_cpus - reserved_cpus, 0.01 * max(num_workers, 1))
         lo = num_workers
         # None: a fixed count (``--workers N``); 0: ``auto``, up to the cluster's CPUs.
         hi = lo if max_workers is None else (max_workers or max(lo, int(total_cpus)))
@@ -398,6 +401,11 @@ class RayWorkerGroup:
         except LOST_ERRORS as e:
             raise WorkerLost(i, type(e).__name__) from e
 
+    def forget(self, handles: Sequence[ray.ObjectRef]) -> None:
+        """Stop tracking calls whose results someone else fetched (the learner actor)."""
+        for ref in handles:
+            self._calls.pop(ref, None)
+
     def cancel(self, handles: Sequence[ray.ObjectRef]) -> None:
         for ref in handles:
             self._calls.pop(ref, None)
@@ -458,12 +466,21 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, learner_timeout_s: float = 600
+    ):
         self.address = address
         self.num_cpus = num_cpus
+        self.learner_timeout_s = learner_timeout_s
+        """How long a learner actor may wait for a node with its resources."""
+        self.joined = False
+        """Whether this process joined a cluster (vs. started an embedded Ray)."""
+        self._learner_cpus = 0.0
 
     def start(self) -> None:
-        init_ray(self.address, self.num_cpus)
+        how = init_ray(self.address, self.num_cpus)
+        # An already running Ray (a test's, a notebook's) counts as a cluster once it spans nodes.
+        self.joined = how not in ("local", "existing") or len([n for n in ray.nodes() if n.get("Alive")]) > 1
 
     def make_group(
         self,
@@ -473,7 +490,26 @@ class RayBackend:
         **worker_kwargs: Any,
     ) -> RayWorkerGroup:
         """``num_workers`` workers, or MIN=num_workers : MAX=max_workers (0: the cluster's CPUs)."""
-        return RayWorkerGroup(num_workers, max_workers, run_dir, **worker_kwargs)
+        return RayWorkerGroup(
+            num_workers, max_workers, run_dir, reserved_cpus=self._learner_cpus, **worker_kwargs
+        )
+
+    def learner_placement(self, requested: str) -> str:
+        """``auto``: an actor when this process joined a cluster (the driver sits on a small head
+        node; the learner goes where its resources are), in the driver on an embedded Ray, where
+        the actor only adds a process and round trips on the same cores (2 shared cores, 2
+        workers, median of 3 run wall times at load 1.5-3.5: DQN CartPole 4k steps 24.0 s as an
+        actor vs 17.5 s in the driver, PPO CartPole 4k steps 16.4 s vs 14.3 s)."""
+        if requested == "auto":
+            return "actor" if self.joined else "local"
+        return requested
+
+    def make_learner(self, host_kwargs: dict[str, Any], cpus: float, resources: Any) -> Any:
+        from tandem.cluster.learner_actor import start_learner_actor
+
+        learner = start_learner_actor(host_kwargs, cpus, resources, self.learner_timeout_s)
+        self._learner_cpus = float(resources.get("CPU", cpus))
+        return learner
 
     def single_host(self) -> bool:
         return len([n for n in ray.nodes() if n.get("Alive")]) <= 1
@@ -488,3 +524,4 @@ class RayBackend:
 
     def shutdown(self) -> None:
         """Leaves Ray up: the process may train again (tests, notebooks); Ray stops at exit."""
+        self._learner_cpus = 0.0

@@ -8,6 +8,7 @@ that means nothing for one implementation is still there, as a documented no-op 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -151,6 +152,110 @@ class WorkerGroup(Protocol):
         """Stop every worker and release their resources."""
 
 
+@dataclass(frozen=True)
+class RolloutInfo:
+    """What the on-policy driver counts of one worker fragment the learner trained on (the
+    fragment itself stays with the learner)."""
+
+    worker_index: int
+    """The worker that collected it."""
+    env_steps: int
+    """Env steps in it: T * N."""
+    episode_returns: np.ndarray
+    """Undiscounted returns of the episodes that finished in it."""
+    policy_version: int
+    """The weights version that acted."""
+
+
+@dataclass(frozen=True)
+class LearnerStep:
+    """What the learner reports to the driver after one on-policy update or one off-policy
+    learning slice (zero or more updates): the counter increments, the last metrics, and
+    whether the acting weights changed. The driver adds the increments to the run's counters."""
+
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    """The last update's metrics (empty when no update ran)."""
+    updates: int = 0
+    """``Learner.update`` calls made."""
+    grad_steps: int = 0
+    """Optimizer steps taken, summed over those calls."""
+    samples_trained: int = 0
+    """Transitions consumed, counted with repetition, summed over those calls."""
+    samples_model: int = 0
+    """Model-generated transitions trained on (Dyna learners), summed over those calls."""
+    version_bumps: int = 0
+    """Weight versions published (the driver's ``version`` grows by this)."""
+    weights: Any = None
+    """The newly published weights object (a Ray ObjectRef put by the learner actor), or None:
+    ask :meth:`LearnerService.publish`."""
+    replay_short: bool = False
+    """Off-policy: the replay held fewer than ``min_size`` transitions when the slice ended (a
+    Redis mirror still catching up with the workers' writes); the driver waits a little."""
+    replay: Mapping[str, Any] = field(default_factory=dict)
+    """Off-policy, from a learner actor: ``replay_size`` and ``replay/*`` as of a recent slice
+    (empty otherwise: the driver asks :meth:`LearnerService.replay_stats`)."""
+    rollouts: Sequence[RolloutInfo] = ()
+    """On-policy: the fragments trained on, in worker order."""
+    lost: Sequence[tuple[int, str]] = ()
+    """On-policy: ``(worker index, cause)`` of workers whose fragment never arrived (died)."""
+
+
+@runtime_checkable
+class LearnerService(Protocol):
+    """Where the updates run: in the driver's process (``--learner local``), or in a Ray actor
+    with its own resources (``--learner actor``), which reads the rollouts or the replay itself.
+
+    Usage, on-policy (the fragments go from the workers to the learner, not through the driver)::
+
+        step = learner.collect_and_update(group, group.nominal, (T, weights, version, progress), progress)
+        weights = learner.publish(group)
+
+    off-policy (the driver forwards fragments only for an in-memory replay)::
+
+        learner.add(fragment.batch)
+        handle = learner.learn(inserted, progress, budget_s=0.5)
+        step = learner.poll(handle, timeout=0)   # None while an actor is still learning
+    """
+
+    where: str
+    """``local`` or ``actor``."""
+
+    def publish(self, group: WorkerGroup) -> Any:
+        """The current acting weights as an object to pass to worker calls (published once)."""
+
+    def collect_and_update(
+        self, group: WorkerGroup, nominal: int, sample_args: Sequence[Any], progress: float
+    ) -> LearnerStep:
+        """One on-policy iteration: ``nominal`` fragments of ``sample(*sample_args)`` from the live
+        workers (however many live), then one update on them. Lost workers are parked (in
+        ``lost`` when the learner, not the driver, saw them die)."""
+
+    def replay_inserted(self) -> int:
+        """Off-policy, Redis: the replay's insert cursor (rows ever inserted), caught up first."""
+
+    def add(self, batch: Batch) -> None:
+        """A fragment for an in-memory replay (a Redis replay is written by the workers)."""
+
+    def learn(self, inserted: int, progress: float, budget_s: float) -> Any:
+        """Start one off-policy slice: update while the rate limiter allows, for at most
+        ``budget_s`` seconds, given ``inserted`` transitions so far. Returns a handle."""
+
+    def poll(self, handle: Any, timeout: float, wake: Sequence[Any] = ()) -> LearnerStep | None:
+        """The slice's outcome once done, else None after ``timeout`` seconds, or as soon as one
+        of the worker calls ``wake`` finishes (so the driver waits on both at once)."""
+
+    def replay_stats(self, sync: bool = False) -> dict[str, Any]:
+        """``replay_size`` and the replay's ``replay/*`` statistics (an actor's: as of its last
+        slice, unless ``sync``, which first catches the replay up with every write)."""
+
+    def sync_to(self, learner: Learner) -> None:
+        """Copy the learner's state into ``learner`` (the copy that checkpoints read); a no-op
+        when the service runs that very learner."""
+
+    def close(self) -> None:
+        """Release the learner's process, replay reader and threads."""
+
+
 @runtime_checkable
 class MetricsSink(Protocol):
     """Somewhere a metrics row goes besides metrics.jsonl and TensorBoard (Prometheus via Ray)."""
@@ -180,6 +285,16 @@ class Backend(Protocol):
 
     def metrics_sink(self, run: str, algo: str, env: str) -> MetricsSink | None:
         """An extra sink for the run's metrics rows, or None."""
+
+    def learner_placement(self, requested: str) -> str:
+        """``--learner`` (``local``, ``actor`` or ``auto``) resolved for this backend: ``local`` or
+        ``actor``; a TandemError where an actor is impossible. Called after :meth:`start`."""
+
+    def make_learner(
+        self, host_kwargs: dict[str, Any], cpus: float, resources: Mapping[str, float]
+    ) -> LearnerService:
+        """A learner in a process of its own, built as ``LearnerHost.build(**host_kwargs)``, with
+        ``cpus`` CPUs and ``resources`` (e.g. ``{"GPU": 1}``) reserved for it."""
 
     def shutdown(self) -> None:
         """Undo :meth:`start` where that is this backend's job."""

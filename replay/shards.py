@@ -121,7 +121,7 @@ def start_managed_shards(
 
 
 class ManagedServers:
-    """A run's managed redis-servers, stopped together (what ``open_replay`` hands the driver)."""
+    """A run's managed redis-servers, stopped together (what ``replay_plan`` hands the driver)."""
 
     def __init__(self, servers: Sequence[ManagedRedis]):
         self.servers = list(servers)

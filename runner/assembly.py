@@ -9,8 +9,11 @@ bootstrapped at its end, so two from one worker are as valid as one each from tw
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Iterable
 from typing import Any
+
+from tandem.core.protocols import WorkerGroup, WorkerLost
 
 
 class BatchAssembler:
@@ -55,3 +58,25 @@ class BatchAssembler:
     def batch(self) -> list[Any]:
         """The fragments, ordered by worker index (stable), so a fixed worker set repeats exactly."""
         return sorted(self.rollouts, key=lambda r: getattr(r, "worker_index", 0))
+
+
+def collect_batch(group: WorkerGroup, fragments: int, *args: Any) -> list[Any]:
+    """``fragments`` rollouts of ``sample(*args)`` from whichever workers are alive: a lost
+    worker's fragment goes to another, and with every worker down this waits (1 s at a time,
+    letting the group replace them) instead of blocking on a dead one."""
+    asm = BatchAssembler(fragments)
+    while not asm.done:
+        group.maintain()
+        for i in asm.to_submit(group.alive):
+            asm.submitted(group.submit(i, "sample", *args), i)
+        if not asm.inflight:
+            time.sleep(0.2)  # every worker parked: wait for a restart or new capacity
+            continue
+        for handle in group.wait(list(asm.inflight), timeout=1.0):
+            try:
+                rollout = group.result(handle)
+            except WorkerLost as e:
+                group.park(asm.failed(handle), e)
+                continue
+            asm.finished(handle, rollout)
+    return asm.batch()

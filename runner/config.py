@@ -55,6 +55,12 @@ class RunConfig:
     """Checkpoint every N iterations (on-policy) or report intervals (off-policy)."""
     learner_threads: int = 1
     """torch intra-op threads for the learner; 1 leaves the other cores to the workers."""
+    learner: Literal["local", "actor", "auto"] = "auto"
+    """Where updates run: in the driver (local), a Ray actor (actor), or auto: actor on a joined cluster."""
+    learner_cpus: float = 1.0
+    """CPUs reserved for a learner actor; its torch threads are at least this many."""
+    learner_resources: dict[str, float] = field(default_factory=dict)
+    """More Ray resources for a learner actor, e.g. {GPU: 1} (a CPU key overrides learner_cpus)."""
     report_interval_s: float = 2.0
     """Seconds between metrics rows for the asynchronous off-policy driver."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -9,12 +9,13 @@ also the backend of the learning tests, which run the real drivers without start
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from tandem.core.errors import TandemError
 from tandem.core.protocols import MetricsSink, Weights
 from tandem.runner.worker import RolloutWorker
 
@@ -149,6 +150,20 @@ class LocalBackend:
 
     def metrics_sink(self, run: str, algo: str, env: str) -> MetricsSink | None:
         return None
+
+    def learner_placement(self, requested: str) -> str:
+        """Always ``local``: an in-process run has no other process to put the learner in."""
+        if requested == "actor":
+            raise TandemError(
+                "--learner actor needs the Ray backend: drop --backend local, or use --learner local"
+            )
+        return "local"
+
+    def make_learner(self, host_kwargs: dict[str, Any], cpus: float, resources: Mapping[str, float]) -> Any:
+        """Unreachable: :meth:`learner_placement` never answers ``actor``."""
+        raise TandemError(
+            "--learner actor needs the Ray backend: drop --backend local, or use --learner local"
+        )
 
     def shutdown(self) -> None:
         pass

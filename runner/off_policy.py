@@ -1,85 +1,25 @@
 """The asynchronous off-policy driver: workers write to the replay without waiting, the learner
-samples from it as fast as the rate limiter allows, and new weights flow back every K updates."""
+samples from it as fast as the rate limiter allows, and new weights flow back every K updates.
+
+The learner (``runner.learner_host``) runs in this process or in a learner actor that reads the
+replay itself; this loop only dispatches worker calls, counts their fragments, starts learning
+slices and logs. With a local learner each slice runs as soon as it is started, so the loop is
+the same serial loop as before the split; with an actor the slice runs while the loop goes on.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
-from tandem.core.errors import TandemError
-from tandem.core.protocols import ReplayBuffer, WorkerLost
+from tandem.core.protocols import LearnerStep, WorkerLost
 from tandem.core.types import Fragment
-from tandem.learners.config import PrioritizedReplayConfig
+from tandem.runner.learner_host import SLICE_S, make_limiter, open_learner, replay_plan, sync_quietly
 from tandem.runner.rundir import Counters
 from tandem.runner.session import Session
 
 log = logging.getLogger("tandem")
-
-
-def open_replay(s: Session) -> tuple[ReplayBuffer, dict[str, Any] | None, Any]:
-    """The learner's replay, the spec workers use to write to it (None: send batches to the
-    driver), and the managed Redis servers if Tandem started them (an object with ``stop()``).
-
-    No ``--replay``: ``replay_shards`` managed redis-servers on this process's node (the
-    learner's), kept in the run directory with AOF on so that ``--resume`` restarts them on
-    the same data. On one machine they listen on loopback; on a multi-node cluster on this
-    node's Ray address, so every node reaches them. Each gets a fresh password either way; the
-    URLs reach the workers inside the spec, which Ray hands to the worker actors' constructors
-    (never argv, never a log line), and config.yaml records only ``replay_managed: true``.
-    ``--replay URL[,URL...]``: one given Redis per shard."""
-    from tandem.replay import make_replay
-    from tandem.replay.shards import ManagedServers, parse_urls, start_managed_shards
-
-    run, cfg = s.run_cfg, s.algo_cfg
-    name = run.replay_name or Path(run.run_dir).name
-    run.replay_name = name
-    # Tabular configs have no priority fields: they sample uniformly, as the base's defaults do.
-    prio = cfg if isinstance(cfg, PrioritizedReplayConfig) else PrioritizedReplayConfig()
-    opts = dict(
-        capacity=cfg.replay_capacity,
-        prioritized=prio.prioritized,
-        alpha=prio.priority_alpha,
-        beta=prio.priority_beta,
-        seed=run.seed,
-    )
-    if run.replay == "memory":
-        if run.replay_shards != 1:
-            raise TandemError(
-                f"--replay-shards {run.replay_shards} shards a Redis replay, not --replay memory: "
-                "drop one of the two"
-            )
-        if s.resumed_from is not None:
-            log.warning(
-                "--replay memory: the replay buffer is not kept across runs, resuming with an empty one"
-            )
-        return make_replay("memory", name=name, **opts), None, None
-    k = run.replay_shards
-    servers: list[Any] = []
-    if run.replay is None:
-        host = "127.0.0.1" if s.backend.single_host() else s.backend.node_address()
-        servers = start_managed_shards(k, run.run_dir, host=host)
-        urls = [srv.url for srv in servers]
-    else:
-        urls = parse_urls(run.replay)
-        if k not in (1, len(urls)):
-            raise TandemError(
-                f"--replay-shards {k} needs {k} Redis URLs in --replay (comma-separated), got "
-                f"{len(urls)}: list one URL per shard, or drop --replay for managed shards"
-            )
-    stop = ManagedServers(servers)
-    try:
-        if len(urls) == 1:
-            buffer: ReplayBuffer = make_replay(urls[0], name=name, **opts)
-            return buffer, {"url": urls[0], "name": name, "capacity": cfg.replay_capacity}, stop
-        # Each shard is its own FIFO ring of an equal part of the capacity.
-        buffer = make_replay(",".join(urls), name=name, **opts)
-        cap = -(-cfg.replay_capacity // len(urls))
-        return buffer, {"urls": urls, "name": name, "capacity": cap}, stop
-    except BaseException:
-        stop.stop()
-        raise
 
 
 DRAIN_TIMEOUT_S = 60.0
@@ -129,33 +69,27 @@ def count_unacknowledged(c: Counters, inserted: int) -> int:
 
 
 def train_off_policy(s: Session) -> None:
-    run, cfg, c, learner = s.run_cfg, s.algo_cfg, s.counters, s.learner
-    from tandem.replay import RateLimiter
-
+    run, cfg, c = s.run_cfg, s.algo_cfg, s.counters
     # A buffer named after the run is this run's alone; one the user named may be shared with
     # other runs, whose inserts its cursor counts too: only reported fragments count there.
     own_replay = not run.replay_name
-    buffer, writer_spec, server = open_replay(s)
+    plan, writer_spec, server = replay_plan(s)
     own_replay = own_replay and writer_spec is not None
     steps_per_call = cfg.fragment_length
     chunk = steps_per_call * run.envs_per_worker
-    # The slack must cover one sample batch plus one worker fragment's worth of samples, or
-    # neither side could ever move (the learner waits for data, the workers for the learner).
-    slack = 1.5 * (cfg.batch_size + chunk * cfg.samples_per_insert)
-    limiter = RateLimiter(
-        min_size=cfg.min_size, samples_per_insert=cfg.samples_per_insert, error_buffer=slack
-    )
-    if own_replay:
-        buffer.sync()
-        count_unacknowledged(c, buffer.inserted)
-    if c.env_steps:  # resumed: the ratio continues from the checkpointed counters
-        limiter.observe_inserted(c.env_steps)
-        limiter.record_sample(c.samples_trained)
-    group = None
+    # The driver's copy of the learner's rate limiter: the same inserts and samples are counted
+    # on both sides, so this one decides when workers may run ahead and when a slice may start.
+    limiter = make_limiter(plan)
+    bs = cfg.batch_size
+    learner = group = None
     inflight: dict[Any, int] = {}  # call handle -> worker index
     try:
+        learner = open_learner(s, plan)
+        if own_replay:
+            count_unacknowledged(c, learner.replay_inserted())
+            limiter.observe_inserted(c.env_steps)  # rows counted just now are inserts too
         group = s.start_workers(replay=writer_spec)
-        weights = group.publish(learner.get_weights())
+        weights = learner.publish(group)
         idle: set[int] = set(group.alive)
         # Rows that workers wrote to a remote replay and that came back acknowledged, and calls
         # lost in flight (each may have written one fragment that nobody acknowledged): the
@@ -163,17 +97,38 @@ def train_off_policy(s: Session) -> None:
         acked = lost_inflight = 0
         last_report = time.monotonic()
         metrics: dict[str, float] = {}
-        bs = cfg.batch_size
+        pending: Any = None  # the learning slice in progress
+        replay_short = True  # the last slice found fewer than min_size transitions in the replay
 
-        def row():
+        def take(step: LearnerStep) -> None:
+            """Count a finished slice and pick up the weights it published."""
+            nonlocal metrics, weights, replay_short
+            limiter.record_sample(step.samples_trained)
+            c.record_update(step)
+            if step.updates:
+                metrics = dict(step.metrics)
+            if step.version_bumps:
+                c.version += step.version_bumps
+                weights = learner.publish(group)
+            replay_short = step.replay_short
+
+        def drain() -> None:
+            """Wait for the slice in progress, so that counters and learner state agree."""
+            nonlocal pending
+            while pending is not None:
+                step = learner.poll(pending, timeout=1.0)
+                if step is not None:
+                    pending = None
+                    take(step)
+
+        def row(stats: dict[str, Any]):
             """A metrics row: the learner's last losses, the replay's reuse statistics and size."""
             extra = {
-                "replay_size": len(buffer),
                 "worker_restarts": group.restarts,
                 "transitions_acked": acked,
                 "calls_lost": lost_inflight,
             }
-            return rep.row(len(group.alive), {**metrics, **buffer.stats(), **extra})
+            return rep.row(len(group.alive), {**metrics, **stats, **extra})
 
         def take_in(handle: Any) -> None:
             """A finished collect call: its fragment into the counters (and the in-memory replay)."""
@@ -189,7 +144,7 @@ def train_off_policy(s: Session) -> None:
                 return
             acked += frag.written
             if frag.batch is not None:
-                buffer.add(frag.batch)
+                learner.add(frag.batch)
             limiter.record_insert(frag.env_steps)
             s.record_fragment(rep, i, frag.env_steps, frag.episode_returns, frag.policy_version)
 
@@ -206,8 +161,15 @@ def train_off_policy(s: Session) -> None:
                     progress = c.env_steps / run.total_steps
                     inflight[group.submit(i, "collect", steps_per_call, weights, c.version, progress)] = i
                 # 2. take in finished fragments; block only when the learner may not sample
-                starved = not limiter.can_sample(bs) or len(buffer) < cfg.min_size
-                if inflight:
+                starved = not limiter.can_sample(bs) or replay_short
+                if pending is not None:
+                    # A learner actor is busy: wait for it or for a worker, whichever is first.
+                    step = learner.poll(pending, timeout=1.0, wake=list(inflight))
+                    if step is not None:
+                        pending = None
+                        take(step)
+                    ready = group.wait(list(inflight), timeout=0) if inflight else []
+                elif inflight:
                     ready = group.wait(list(inflight), timeout=1.0 if starved else 0)
                 else:
                     # Nothing to wait on (the Redis mirror is still catching up with what the
@@ -217,33 +179,27 @@ def train_off_policy(s: Session) -> None:
                         time.sleep(0.01)
                 for handle in ready:
                     take_in(handle)
-                # 3. learn as far as the rate limiter allows, then go back to the workers
-                t_learn = time.monotonic()
-                while (
-                    limiter.can_sample(bs)
-                    and len(buffer) >= cfg.min_size
-                    and time.monotonic() - t_learn < 0.5
-                ):
-                    learner.set_progress(c.env_steps / run.total_steps)
-                    batch = buffer.sample(bs)
-                    result = learner.update(batch)
-                    metrics = dict(result.metrics)
-                    if buffer.prioritized and result.priorities is not None:
-                        buffer.update_priorities(batch.indices, result.priorities)
-                    limiter.record_sample(result.samples_trained)
-                    published_every = cfg.weights_publish_interval
-                    before = c.grad_updates
-                    c.record_update(result)
-                    if c.grad_updates // published_every > before // published_every:
-                        c.version += 1
-                        weights = group.publish(learner.get_weights())
+                # 3. learn as far as the rate limiter allows (a local learner: now, for up to
+                #    SLICE_S; an actor: in its own process, while this loop goes back to the workers)
+                if pending is None and limiter.can_sample(bs):
+                    pending = learner.learn(limiter.inserted, c.env_steps / run.total_steps, SLICE_S)
+                if pending is not None:
+                    step = learner.poll(pending, timeout=0)
+                    if step is not None:
+                        pending = None
+                        take(step)
                 # 4. report
                 if time.monotonic() - last_report >= run.report_interval_s:
                     last_report = time.monotonic()
                     c.iterations += 1
-                    s.log(row())
-                    if c.iterations % run.checkpoint_every == 0:
+                    checkpoint = c.iterations % run.checkpoint_every == 0
+                    if checkpoint:
+                        drain()  # the checkpoint's counters and learner state must agree
+                    s.log(row(learner.replay_stats()))
+                    if checkpoint:
+                        learner.sync_to(s.learner)
                         s.checkpoint()
+            drain()
             # Fragments still in flight write to the replay whether or not anyone waits for
             # them: take them in, so that each one is counted (issue 13: 64 uncounted per run).
             # The in-process group runs its pending calls now: at most one fragment per worker
@@ -256,14 +212,21 @@ def train_off_policy(s: Session) -> None:
             c.iterations += 1
             # The learner's Redis mirror trails the workers' writes by up to one poll; the
             # final row reports the buffer as it ends, not as last mirrored.
-            buffer.sync()
+            stats = learner.replay_stats(sync=True)
             if own_replay:
-                count_unacknowledged(c, buffer.inserted)
-            s.log(row())
+                count_unacknowledged(c, learner.replay_inserted())
+            s.log(row(stats))
+            # The run's final checkpoint, written after this returns, reads s.learner.
+            learner.sync_to(s.learner)
+    except KeyboardInterrupt:
+        if learner is not None:
+            sync_quietly(learner, s.learner)
+        raise
     finally:
         if group is not None:
             group.cancel(list(inflight))
             group.shutdown()
-        buffer.close()
+        if learner is not None:
+            learner.close()
         if server is not None:
             server.stop()

@@ -158,9 +158,15 @@ def open_session(
     backend: Backend,
     resume_dir: Path | None = None,
     quiet: bool = False,
+    cpu_learner: bool = False,
 ) -> Session:
+    """``cpu_learner``: build this process's learner on the CPU whatever ``algo_cfg.device`` says
+    (a learner actor computes; this copy only holds its state for checkpoints)."""
     obs_space, act_space = env_spaces(run.env_id, run.env_kwargs)
-    learner = spec.make_learner(obs_space, act_space, algo_cfg)
+    on_cpu = cpu_learner and hasattr(algo_cfg, "device")
+    learner = spec.make_learner(
+        obs_space, act_space, dataclasses.replace(algo_cfg, device="cpu") if on_cpu else algo_cfg
+    )
     counters = Counters()
     resumed_from = None
     if resume_dir is not None:

@@ -52,7 +52,12 @@ def train(
     torch.set_num_threads(max(1, run.learner_threads))
     backend.start()
     try:
-        s = open_session(run, algo_cfg, spec, backend, resume_dir, quiet)
+        # Before the run directory exists: an impossible --learner is a one-line error, not a crashed run.
+        where = backend.learner_placement(run.learner)
+        log.info("learner: %s (--learner %s)", where, run.learner)
+        # With a learner actor, the driver's learner only holds state for checkpoints: on the
+        # CPU, so that --device cuda asks for a GPU on the actor's node, not the driver's.
+        s = open_session(run, algo_cfg, spec, backend, resume_dir, quiet, cpu_learner=where == "actor")
         s.t_start = t_start
         s.rundir.attach_telemetry([backend.metrics_sink(s.rundir.path.name, run.algo, run.env_id)])
         if s.resumed_from:

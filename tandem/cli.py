@@ -61,6 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("stop_return", "stop_return"),
         ("backend", "backend"),
         ("device", "device"),
+        ("learner", "learner"),
+        ("learner_resources", "learner_resources"),
     ]:
         value = getattr(args, flag)
         if value is not None:
@@ -125,6 +127,23 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be in 0..65535, not {port}")
     return port
+
+
+def _resources(text: str) -> dict[str, float]:
+    """``--learner-resources '{"GPU": 1}'``: a JSON object of Ray resource amounts."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value.values()
+    ):
+        raise argparse.ArgumentTypeError(
+            f"""expected a JSON object of resource amounts like '{{"GPU": 1}}', not {text!r}"""
+        )
+    return {str(k): float(v) for k, v in value.items()}
 
 
 def _positive_int(text: str) -> int:
@@ -436,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("ray", "local"),
         help="where the rollout workers run: ray actors (default) | local, in this process (to debug)",
+    )
+    t.add_argument(
+        "--learner",
+        choices=("local", "actor", "auto"),
+        help="where updates run: local, in the driver | actor, a Ray actor with its own resources | "
+        "auto (default): actor when joining a cluster, local on an embedded Ray",
+    )
+    t.add_argument(
+        "--learner-resources",
+        type=_resources,
+        metavar="JSON",
+        help="""Ray resources of the learner actor, e.g. '{"GPU": 1}' (CPUs: --set learner_cpus=N)""",
     )
     t.add_argument(
         "--replay",

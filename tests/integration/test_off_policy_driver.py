@@ -16,7 +16,9 @@ def rows(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def qlearn_run(tmp_path, name, redis_url, replay_name, steps=6000, seed=0, spi=8.0, workers=2):
+def qlearn_run(
+    tmp_path, name, redis_url, replay_name, steps=6000, seed=0, spi=8.0, workers=2, learner="local"
+):
     run, cfg, spec = resolve_config(
         "qlearn",
         "FrozenLake-v1",
@@ -33,15 +35,19 @@ def qlearn_run(tmp_path, name, redis_url, replay_name, steps=6000, seed=0, spi=8
             "samples_per_insert": spi,
             "batch_size": 64,
             "report_interval_s": 0.2,
+            "learner": learner,
+            "learner_cpus": 0.5,
         },
     )
     return run, cfg, spec
 
 
+@pytest.mark.parametrize("learner", ["local", "actor"])
 def test_transitions_flow_learning_waits_for_min_size_and_ratio_holds(
-    local_ray, tmp_path, redis_url, replay_name
+    local_ray, tmp_path, redis_url, replay_name, learner
 ):
-    run, cfg, spec = qlearn_run(tmp_path, "a", redis_url, replay_name)
+    # actor: the learner actor mirrors the Redis replay itself and learns in slices.
+    run, cfg, spec = qlearn_run(tmp_path, "a", redis_url, replay_name, learner=learner)
     out = train(run, cfg, spec, quiet=True, backend=RayBackend(num_cpus=2))
     data = rows(out)
     last = data[-1]

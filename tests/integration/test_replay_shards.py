@@ -160,7 +160,7 @@ def test_make_replay_takes_comma_separated_urls_as_shards(make_redis, replay_nam
 
 
 class FakeBackend:
-    """Only what open_replay asks a backend: whether it spans nodes, and this node's address."""
+    """Only what replay_plan asks a backend: whether it spans nodes, and this node's address."""
 
     def __init__(self, single: bool, address: str):
         self.single, self.address = single, address
@@ -177,22 +177,31 @@ def fake_session(tmp_path, backend, **run_kw):
 
     from tandem.learners.registry import get_algo
     from tandem.runner.config import RunConfig
+    from tandem.runner.rundir import Counters
 
     run = RunConfig(algo="dqn", run_dir=str(tmp_path / "run"), **run_kw)
     cfg = get_algo("dqn").config_cls()
     cfg.replay_capacity = 1000
-    return SimpleNamespace(run_cfg=run, algo_cfg=cfg, backend=backend, resumed_from=None)
+    return SimpleNamespace(run_cfg=run, algo_cfg=cfg, backend=backend, resumed_from=None, counters=Counters())
 
 
 @pytest.mark.parametrize("single, bound", [(True, "127.0.0.1"), (False, "127.0.0.2")])
-def test_open_replay_binds_managed_shards_to_the_learner_nodes_address(tmp_path, single, bound):
+def test_replay_plan_binds_managed_shards_to_the_learner_nodes_address(tmp_path, single, bound):
     """Several nodes: the servers bind the address the backend reports for this node (here
-    127.0.0.2, another loopback address, so the test stays on this machine); one node: loopback."""
-    from tandem.runner.off_policy import open_replay
+    127.0.0.2, another loopback address, so the test stays on this machine); one node: loopback.
+    The learner's reader (a ``LearnerHost`` from the plan) reads what a shard's writer wrote."""
+    from tandem.learners.registry import get_algo
+    from tandem.runner.envs import env_spaces
+    from tandem.runner.learner_host import LearnerHost, replay_plan
 
     s = fake_session(tmp_path, FakeBackend(single, "127.0.0.2"), replay_shards=2)
-    buffer, spec, servers = open_replay(s)
+    plan, spec, servers = replay_plan(s)
+    buffer = None
     try:
+        assert plan.url == ",".join(spec["urls"])
+        obs_space, act_space = env_spaces(s.run_cfg.env_id, s.run_cfg.env_kwargs)
+        host = LearnerHost(get_algo("dqn").make_learner(obs_space, act_space, s.algo_cfg), plan)
+        buffer = host.buffer
         assert [srv.host for srv in servers.servers] == [bound, bound]
         assert all(u.startswith("redis://:") and f"@{bound}:" in u for u in spec["urls"])
         assert spec["capacity"] == 500 and len(set(spec["urls"])) == 2
@@ -204,19 +213,20 @@ def test_open_replay_binds_managed_shards_to_the_learner_nodes_address(tmp_path,
         w.add(id_batch(np.arange(4)))
         w.close()
         buffer.sync()
-        assert len(buffer) == 4
+        assert len(buffer) == 4 and host.replay_inserted() == 4
     finally:
-        buffer.close()
+        if buffer is not None:
+            buffer.close()
         servers.stop()
 
 
-def test_open_replay_refuses_a_shard_count_that_does_not_match_the_urls(tmp_path):
+def test_replay_plan_refuses_a_shard_count_that_does_not_match_the_urls(tmp_path):
     from tandem.core.errors import TandemError
-    from tandem.runner.off_policy import open_replay
+    from tandem.runner.learner_host import replay_plan
 
     one = FakeBackend(True, "127.0.0.1")
     s = fake_session(tmp_path, one, replay="redis://127.0.0.1:1/0,redis://127.0.0.1:2/0", replay_shards=3)
     with pytest.raises(TandemError, match="--replay-shards 3 needs 3 Redis URLs"):
-        open_replay(s)
+        replay_plan(s)
     with pytest.raises(TandemError, match="not --replay memory"):
-        open_replay(fake_session(tmp_path, one, replay="memory", replay_shards=2))
+        replay_plan(fake_session(tmp_path, one, replay="memory", replay_shards=2))
