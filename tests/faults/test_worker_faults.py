@@ -102,18 +102,28 @@ def test_restarted_worker_does_not_replay_its_first_life(local_ray):
 
 
 class KillingBackend(RayBackend):
-    """Ray's backend, plus a thread that kills worker 0 once the run has collected a while."""
+    """Ray's backend, plus a thread that kills worker 0 once the run's metrics show
+    ``after_steps`` env steps: mid-run by progress, not by the clock (a fast run on an idle
+    machine can finish before any fixed delay)."""
 
-    def __init__(self, after_s: float):
+    def __init__(self, run_dir: Path, after_steps: int):
         super().__init__(num_cpus=2)
-        self.after_s = after_s
+        self.run_dir, self.after_steps = run_dir, after_steps
         self.killed = threading.Event()
+
+    def progress(self) -> int:
+        try:
+            lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()
+            return int(json.loads(lines[-1])["env_steps"]) if lines else 0
+        except (OSError, ValueError, KeyError):
+            return 0  # not written yet, or a line half written
 
     def make_group(self, num_workers, **kw):
         group = super().make_group(num_workers, **kw)
 
         def kill():
-            time.sleep(self.after_s)
+            while self.progress() < self.after_steps:
+                time.sleep(0.05)
             group.kill(0)
             self.killed.set()
 
@@ -136,7 +146,7 @@ def test_worker_killed_mid_run_every_acknowledged_transition_is_in_the_replay_on
         "report_interval_s": 0.3,
     }
     run, algo_cfg, spec = resolve_config("dqn", "CartPole-v1", sets)
-    backend = KillingBackend(after_s=4.0)
+    backend = KillingBackend(run_dir, after_steps=1000)
     train(run, algo_cfg, spec, quiet=True, backend=backend)
     assert backend.killed.is_set()
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
