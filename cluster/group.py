@@ -51,6 +51,31 @@ def _probe(address: str, timeout_s: float = 3.0) -> None:
 LOOPBACK = "127.0.0.1"
 
 
+def worker_share(node_cpus: Sequence[float], reserved: float, workers: int) -> float:
+    """The largest CPU share per worker (at most 1) at which ``workers`` bundles fit on these
+    nodes, whichever node the learner's ``reserved`` CPUs sit on.
+
+    A bundle cannot straddle nodes: 3 workers on three 1-CPU nodes, one of them holding a
+    1-CPU learner, fit at 0.5 each (2 + 1 on the two free nodes), not at (3 - 1) / 3 = 0.67,
+    which would wait forever. The learner takes at most ``ceil(reserved / c)`` bundles' room
+    from the node it lands on, so ``sum(floor(T_i / c)) - ceil(reserved / c) >= workers`` is
+    enough wherever it lands; the answer is the largest such ``c`` among the ``T_i / k``.
+    """
+    n = max(workers, 1)
+    eps = 1e-9
+
+    def fits(c: float) -> bool:
+        slots = sum(int(t / c + eps) for t in node_cpus) - (int(-(-reserved // c)) if reserved > 0 else 0)
+        return slots >= n
+
+    candidates = {1.0} | {t / k for t in node_cpus if t > 0 for k in range(1, 2 * n + 2)}
+    for c in sorted((c for c in candidates if 0 < c <= 1.0), reverse=True):
+        if fits(c):
+            return c
+    # Too few CPUs for any sensible share: oversubscribe evenly (they run, just slower).
+    return max(min(1.0, (sum(node_cpus) - reserved) / n), 0.01)
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> str:
     """Join ``address`` (or RAY_ADDRESS), or start an embedded local Ray with explicit num_cpus.
 
@@ -149,8 +174,8 @@ class RayWorkerGroup:
         **worker_kwargs: Any,
     ):
         # reserved_cpus: held by this run's learner actor, so not the workers' to share.
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
-        total_cpus = max(cluster_cpus - reserved_cpus, 0.01 * max(num_workers, 1))
+        node_cpus = [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+        total_cpus = max(sum(node_cpus) - reserved_cpus, 0.01 * max(num_workers, 1))
         lo = num_workers
         # None: a fixed count (``--workers N``); 0: ``auto``, up to the cluster's CPUs.
         hi = lo if max_workers is None else (max_workers or max(lo, int(total_cpus)))
@@ -162,7 +187,7 @@ class RayWorkerGroup:
             start = min(max(int(free // cpus), lo), hi)
         else:
             # Oversubscription is allowed on purpose (16 workers on 2 cores still run, just slower).
-            cpus = min(1.0, total_cpus / max(lo, 1))
+            cpus = worker_share(node_cpus, reserved_cpus, lo)
             start = lo
         self.min_workers, self.max_workers, self.cpus = lo, hi, cpus
         self._nominal = hi

@@ -38,6 +38,7 @@ class LearnerActor:
     def __init__(self, **host_kwargs: Any):
         self.host = LearnerHost.build(**host_kwargs)
         self._stats_at = float("-inf")
+        self._held: list[Any] = []  # this iteration's fragments, while lost ones are re-collected
 
     def ready(self) -> bool:
         return True
@@ -52,16 +53,21 @@ class LearnerActor:
     def update_from_refs(self, calls: list[list[tuple[int, ray.ObjectRef]]], progress: float) -> LearnerStep:
         """One on-policy update from the fragments behind ``calls[0]`` (``(worker, ref)`` pairs).
 
-        A worker that died before its fragment was made is reported in ``lost``; the driver
-        parks it. Any other error (a bug in the worker) reaches the driver as it is.
+        A worker that died before its fragment was made is reported in ``lost`` and no update
+        runs: the fragments that did arrive are held, and the driver sends as many calls again
+        to the workers left, so that every batch keeps the run's nominal size. Any other error
+        (a bug in the worker) reaches the driver as it is.
         """
-        rollouts, lost = [], []
+        lost = []
         for i, ref in calls[0]:
             try:
-                rollouts.append(ray.get(ref))
+                self._held.append(ray.get(ref))
             except RayActorError as e:
                 lost.append((i, type(e).__name__))
-        return replace(self._published(self.host.update_rollouts(rollouts, progress)), lost=lost)
+        if lost:
+            return LearnerStep(lost=lost)
+        rollouts, self._held = self._held, []
+        return self._published(self.host.update_rollouts(rollouts, progress))
 
     def learn(self, inserted: int, batches: list[Batch], progress: float, budget_s: float) -> LearnerStep:
         """One off-policy slice (after adding ``batches``, for an in-memory replay)."""
@@ -141,23 +147,28 @@ class RayLearner:
         self, group: WorkerGroup, nominal: int, sample_args: Sequence[Any], progress: float
     ) -> LearnerStep:
         """``nominal`` sample calls spread round-robin over the live workers (a worker may get
-        two; Ray queues them), their refs handed to the actor, which fetches the fragments; the
-        workers it reports lost are parked here."""
-        group.maintain()
-        while not group.alive:
-            time.sleep(0.2)  # every worker parked: wait for a restart or new capacity
+        two; Ray queues them), their refs handed to the actor, which fetches the fragments. The
+        workers it reports lost are parked here, and their fragments asked again of the others
+        (same weights), until the actor holds ``nominal`` and updates."""
+        owed = nominal
+        while True:
             group.maintain()
-        alive = sorted(group.alive)
-        calls = [(alive[k % len(alive)], None) for k in range(nominal)]
-        calls = [(i, group.submit(i, "sample", *sample_args)) for i, _ in calls]
-        try:
-            step = self._take(_get(self.actor.update_from_refs.remote([calls], progress)))
-        finally:
-            # The actor fetched them; the group must not keep them (and their fragments) alive.
-            group.forget([ref for _, ref in calls])
-        for i, cause in step.lost:
-            group.park(i, WorkerLost(i, cause))  # a second call of the same worker is a no-op
-        return step
+            while not group.alive:
+                time.sleep(0.2)  # every worker parked: wait for a restart or new capacity
+                group.maintain()
+            alive = sorted(group.alive)
+            calls = [(alive[k % len(alive)], None) for k in range(owed)]
+            calls = [(i, group.submit(i, "sample", *sample_args)) for i, _ in calls]
+            try:
+                step = self._take(_get(self.actor.update_from_refs.remote([calls], progress)))
+            finally:
+                # The actor fetched them; the group must not keep them (and their fragments) alive.
+                group.forget([ref for _, ref in calls])
+            for i, cause in step.lost:
+                group.park(i, WorkerLost(i, cause))  # a second call of the same worker is a no-op
+            if not step.lost:
+                return step
+            owed = len(step.lost)  # the actor holds the rest; the workers left owe these
 
     def replay_inserted(self) -> int:
         return int(_get(self.actor.replay_inserted.remote()))

@@ -2,7 +2,9 @@
 
 The session's ``ray_cluster`` (conftest.py) is shared and must keep its 3 nodes; these tests take
 nodes away, so each gets its own ``ray.cluster_utils.Cluster``: a 0-CPU head (the GCS, never
-removed) and 1-CPU worker nodes. Health checks are fast (a dead node is noticed in ~3 s, not
+removed), a 1-CPU learner node that only the learner actor can use (a ``learner`` resource the
+runs ask for with ``learner_resources``; the tests take worker nodes away, never the learner's),
+and 1-CPU worker nodes. Health checks are fast (a dead node is noticed in ~3 s, not
 Ray's default ~30 s) so that a test spends its time on Tandem, not on Ray's failure detector.
 The training driver runs in this process (``run_in_background``): the test can then end a run
 cleanly by lowering the live RunConfig's ``total_steps`` once it has seen what it came for.
@@ -84,6 +86,9 @@ def elastic_cluster() -> Iterator[Callable[[int], ElasticCluster]]:
         )
         ec = ElasticCluster(cluster, tmp)
         made.append(ec)
+        # Not in ec.workers: never removed. Its one CPU goes to the learner actor (placed first),
+        # so no rollout worker lands there.
+        cluster.add_node(num_cpus=1, resources={"learner": 1}, node_ip_address="127.0.0.1")
         for _ in range(worker_nodes):
             ec.add_node()
         cluster.wait_for_nodes()
@@ -93,6 +98,7 @@ def elastic_cluster() -> Iterator[Callable[[int], ElasticCluster]]:
     try:
         yield make
     finally:
+        _end_live_runs()
         if ray.is_initialized():
             ray.shutdown()
         for ec in made:
@@ -162,7 +168,23 @@ def run_in_background(algo: str, env: str, overrides: dict[str, Any]) -> tuple[A
     from tandem.runner.train import train
 
     run, cfg, spec = resolve_config(algo, env, overrides)
-    return run, Background(lambda: train(run, cfg, spec, quiet=True, backend=RayBackend()))
+    bg = Background(lambda: train(run, cfg, spec, quiet=True, backend=RayBackend()))
+    _LIVE.append((run, bg))
+    return run, bg
+
+
+_LIVE: list[tuple[Any, Background]] = []
+"""Runs started by ``run_in_background``; the fixture ends any a failed test left going."""
+
+
+def _end_live_runs() -> None:
+    """A run still going when its test failed must end before Ray shuts down under it: a thread
+    left in a Ray call then can take the whole pytest process down with it."""
+    while _LIVE:
+        run, bg = _LIVE.pop()
+        if bg.thread.is_alive():
+            run.total_steps = 0
+            bg.thread.join(60)
 
 
 ENVS = 2
@@ -171,9 +193,12 @@ FRAGMENT = 32
 """Fragment length of the harness's runs."""
 
 
-def ppo_overrides(run_dir: Path, workers: int | str) -> dict[str, Any]:
+def ppo_overrides(run_dir: Path, workers: int | str, learner_node: bool = True) -> dict[str, Any]:
     """A small CartPole PPO run with a budget it never reaches (a test ends it with
-    :func:`finish_soon`); ``workers`` is a count or ``MIN:MAX``."""
+    :func:`finish_soon`); ``workers`` is a count or ``MIN:MAX``. The learner is an actor on the
+    :func:`elastic_cluster`'s learner node, or (``learner_node=False``) in this process."""
+    actor = dict(learner="actor", learner_resources={"learner": 1})
+    learner = actor if learner_node else {"learner": "local"}
     return dict(
         workers=workers,
         envs_per_worker=ENVS,
@@ -183,6 +208,7 @@ def ppo_overrides(run_dir: Path, workers: int | str) -> dict[str, Any]:
         hidden=[16, 16],
         epochs=1,
         checkpoint_every=1000,
+        **learner,
     )
 
 
@@ -312,6 +338,7 @@ def autoscaling_cluster() -> Iterator[Callable[..., FakeAutoscalingCluster]]:
     try:
         yield make
     finally:
+        _end_live_runs()
         if ray.is_initialized():
             ray.shutdown()
         for ac in started:

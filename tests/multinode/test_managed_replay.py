@@ -32,11 +32,6 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.skip(
-    reason="failed in the lead's final run after the learner-actor merge moved open_replay into "
-    "runner/learner_host.replay_plan and the harness became the session-wide cluster; it passed "
-    "before both (issue 11 left open: fix and re-enable)"
-)
 @pytest.mark.parametrize("shards", [1, 2])
 def test_workers_on_other_nodes_write_to_the_managed_replay(ray_cluster, tmp_path, shards):
     run_dir = tmp_path / f"dqn{shards}"

@@ -97,6 +97,8 @@ def test_off_policy_run_survives_a_node_loss_without_losing_acknowledged_transit
             hidden=[16],
             report_interval_s=1.0,
             checkpoint_every=1000,
+            learner="actor",  # on the harness's learner node, which is never removed
+            learner_resources={"learner": 1},
         ),
     )
     full, down, back = lose_a_node_and_bring_one_back(ec, run, run_dir)
