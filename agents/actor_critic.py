@@ -17,6 +17,14 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
+from tandem.agents.numpy_net import (
+    categorical_sample,
+    gaussian_log_prob,
+    log_softmax,
+    numpy_mirror,
+    obs_array,
+    take_rows,
+)
 from tandem.agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
 
 
@@ -68,8 +76,14 @@ class ActorCritic(nn.Module):
         return self.v(x).squeeze(-1)
 
     # --- the Policy protocol, used inside rollout workers ---------------------------------
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        nets = numpy_mirror(self, self.pi, *([self.v] if self.v is not None else []))
+        if nets is not None:
+            return self._act_numpy(nets, obs, explore)
+        return self._act_torch(obs, explore)
+
+    @torch.no_grad()
+    def _act_torch(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = self.obs_tensor(obs)
         d = self.dist(x)
         if explore:
@@ -82,6 +96,32 @@ class ActorCritic(nn.Module):
         }
         actions = a.numpy().astype(np.int64 if self.discrete else np.float32)
         return actions, extras
+
+    def _act_numpy(self, nets, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``act`` in numpy (see ``agents.numpy_net``): the same distributions, sampled with a
+        generator drawn once from torch's seed, so a seeded worker stays reproducible."""
+        if self.__dict__.get("_rng") is None:
+            self.__dict__["_rng"] = np.random.default_rng(int(torch.randint(2**62, ())))
+        rng = self.__dict__["_rng"]
+        x = obs_array(obs, self.obs_space)
+        out = nets[0](x)
+        if self.discrete:
+            logp_all = log_softmax(out)
+            a = categorical_sample(logp_all, rng) if explore else out.argmax(-1)
+            logp = take_rows(logp_all, a)
+            actions = a.astype(np.int64)
+        else:
+            log_std = self.log_std.detach().numpy()  # [A], broadcast over the batch
+            actions = out + np.exp(log_std) * rng.standard_normal(out.shape, np.float32) if explore else out
+            actions = actions.astype(np.float32, copy=False)
+            logp = gaussian_log_prob(actions, out, log_std)
+        value = self.value_numpy(nets[1](x)[:, 0]) if len(nets) > 1 else np.zeros(len(x), np.float32)
+        return actions, {"logp": logp.astype(np.float32), "value": value.astype(np.float32, copy=False)}
+
+    def value_numpy(self, v: np.ndarray) -> np.ndarray:
+        """V(s) from the critic net's output, in numpy: a subclass that changes :meth:`value`
+        changes this too."""
+        return v
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return module_weights(self)

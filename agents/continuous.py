@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tandem.agents.numpy_net import numpy_mirror, obs_array
 from tandem.agents.offpolicy import policy_rng
 from tandem.agents.torch_utils import load_module_weights, mlp, module_weights, obs_to_tensor
 from tandem.core.errors import TandemError
@@ -103,6 +104,20 @@ class TanhGaussianActor(nn.Module):
     def explore_action(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
         return self.forward(obs, deterministic=not explore)[0]
 
+    def explore_action_numpy(
+        self, x: np.ndarray, explore: bool, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """``explore_action`` in numpy (``agents.numpy_net``); None where it cannot run there."""
+        nets = numpy_mirror(self, self.trunk, self.mean, self.log_std)
+        if nets is None:
+            return None
+        h = nets[0](x)
+        mean = nets[1](h)
+        if not explore:
+            return np.tanh(mean)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(nets[2](h)) + 1.0)
+        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape, np.float32))
+
 
 class DeterministicActor(nn.Module):
     """TD3's actor: u = tanh(μ(s)). Exploration adds N(0, σ²) in the unit box, then clips."""
@@ -120,6 +135,18 @@ class DeterministicActor(nn.Module):
         u = self.forward(obs)
         if explore and self.exploration_noise > 0:
             u = (u + self.exploration_noise * torch.randn_like(u)).clamp(-1.0, 1.0)
+        return u
+
+    def explore_action_numpy(
+        self, x: np.ndarray, explore: bool, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """``explore_action`` in numpy (``agents.numpy_net``); None where it cannot run there."""
+        nets = numpy_mirror(self, self.net)
+        if nets is None:
+            return None
+        u = np.tanh(nets[0](x))
+        if explore and self.exploration_noise > 0:
+            u = np.clip(u + self.exploration_noise * rng.standard_normal(u.shape, np.float32), -1.0, 1.0)
         return u
 
 
@@ -188,7 +215,9 @@ class ContinuousActorPolicy:
         if explore and self.random_warmup and self.version <= 0:
             u = self.rng.uniform(-1.0, 1.0, size=(obs.shape[0], self.act_dim))
         else:
-            u = self.actor.explore_action(obs_to_tensor(obs, self.obs_space), explore).numpy()
+            u = self.actor.explore_action_numpy(obs_array(obs, self.obs_space), explore, self.rng)
+            if u is None:
+                u = self.actor.explore_action(obs_to_tensor(obs, self.obs_space), explore).numpy()
         return self.scaler.to_env(u), {}
 
     def set_progress(self, fraction: float) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tandem.agents.numpy_net import numpy_mirror, obs_array
 from tandem.agents.offpolicy import policy_rng
 from tandem.agents.torch_utils import flat_obs_dim, load_module_weights, mlp, module_weights, obs_to_tensor
 from tandem.core.errors import TandemError
@@ -73,6 +74,18 @@ class QNetwork(nn.Module):
         adv = self.advantage(h)
         return self.value(h) + adv - adv.mean(dim=1, keepdim=True)
 
+    def q_numpy(self, x: np.ndarray) -> np.ndarray | None:
+        """``forward`` in numpy (``agents.numpy_net``); None where it cannot run there."""
+        if not self.dueling:
+            nets = numpy_mirror(self, self.net)
+            return None if nets is None else nets[0](x)
+        nets = numpy_mirror(self, self.trunk, self.value, self.advantage)
+        if nets is None:
+            return None
+        h = nets[0](x)
+        adv = nets[2](h)
+        return nets[1](h) + adv - adv.mean(axis=1, keepdims=True)
+
 
 class EpsilonGreedyQPolicy:
     """The acting side of DQN: a CPU copy of the Q network plus an exploration schedule.
@@ -110,9 +123,11 @@ class EpsilonGreedyQPolicy:
             start, end, duration = self.schedule
             self.epsilon = linear_schedule(start, end, fraction, duration)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        q = self.net(obs_to_tensor(obs, self.obs_space)).numpy()
+        q = self.net.q_numpy(obs_array(obs, self.obs_space))
+        if q is None:
+            with torch.no_grad():
+                q = self.net(obs_to_tensor(obs, self.obs_space)).numpy()
         return epsilon_greedy(q, self.epsilon if explore else 0.0, self.rng), {}
 
     def set_weights(self, weights: dict[str, np.ndarray], version: int) -> None:

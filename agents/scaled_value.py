@@ -28,6 +28,10 @@ class ScaledValueActorCritic(ActorCritic):
         """V(s) [B] in return units."""
         return self.ret_mean + self.ret_std * super().value(x)
 
+    def value_numpy(self, v):
+        """:meth:`value` for the worker's numpy forward pass."""
+        return float(self.ret_mean) + float(self.ret_std) * v
+
     def normalized_value(self, x: torch.Tensor) -> torch.Tensor:
         """v_φ(s) [B], in standardized units: what the critic loss regresses."""
         return super().value(x)
