@@ -113,13 +113,14 @@ def run_rllib(
     timeout: float = 3600,
     return_window: int = RETURN_WINDOW,
     max_wall_s: float | None = None,
+    preset: str = "tuned",
 ) -> tuple[Path, float]:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-rllib-{algo}-")) / "run"
     code = (
         "from benchmarks.rllib_baseline import run_rllib; "
         f"run_rllib({algo!r}, {env_id!r}, {total_steps}, {seed}, {str(run_dir)!r}, workers={workers}, "
         f"stop_return={stop_return!r}, config_overrides={overrides!r}, "
-        f"return_window={return_window}, max_wall_s={max_wall_s!r})"
+        f"return_window={return_window}, max_wall_s={max_wall_s!r}, preset={preset!r})"
     )
     return run_dir, _run([sys.executable, "-c", code], timeout)
 

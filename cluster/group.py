@@ -196,6 +196,7 @@ class RayWorkerGroup:
         self._calls: dict[ray.ObjectRef, int] = {}  # submitted call -> worker index
         self._restarts = 0
         self._worker_kwargs = worker_kwargs
+        self.channel: Any = None  # the ScaleChannel of `tandem scale`, once the workers are up
         self._incarnation: dict[int, int] = {}  # deaths of each worker: its restarts' seed salt
         self._remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
         self.slots: dict[int, _Slot] = {}
@@ -233,7 +234,6 @@ class RayWorkerGroup:
             self.shutdown()
             why = e.cause if isinstance(e, RayTaskError) else str(e).splitlines()[0]
             raise TandemError(f"rollout workers failed to start: {why}") from None
-        self.channel = None
         if run_dir is not None:
             from tandem.cluster.control import ScaleChannel
 
@@ -482,7 +482,7 @@ class RayWorkerGroup:
             remove_placement_group(self.pg)
         if self._requested:
             self._request_resources(0)  # withdraw this run's standing request
-        if getattr(self, "channel", None) is not None:
+        if self.channel is not None:
             self.channel.close()
 
 
