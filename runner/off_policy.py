@@ -154,7 +154,10 @@ def train_off_policy(s: Session) -> None:
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
                 # (alive, not idle-set membership: a shrink may have retired an idle worker)
                 for i in sorted(set(group.alive) - set(inflight.values())):
-                    if not limiter.can_insert(chunk):
+                    # A short replay (below min_size rows) cannot be sampled, so holding the
+                    # workers back then could only deadlock: rwr's workers hold unfinished
+                    # episodes back, so its replay lags the env steps that the limiter counts.
+                    if not limiter.can_insert(chunk) and not replay_short:
                         idle.add(i)
                         continue
                     idle.discard(i)

@@ -127,6 +127,9 @@ def wait_rows(
     """Wait for a metrics row (index >= ``after``) that satisfies ``pred``; returns its index."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        for _, bg in _LIVE:  # a run that died will never write the row: say why now
+            if not bg.thread.is_alive() and bg.error is not None:
+                raise AssertionError(f"the run ended with {type(bg.error).__name__}: {bg.error}")
         data = rows(run_dir)
         for k in range(after, len(data)):
             if pred(data[k]):
