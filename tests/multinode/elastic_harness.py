@@ -136,7 +136,23 @@ def wait_rows(
                 return k
         time.sleep(0.5)
     seen = [(r.get("workers"), r.get("env_steps")) for r in rows(run_dir)]
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; (workers, steps): {seen}")
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f} s waiting for {what}; (workers, steps): {seen}{_where_runs_are()}"
+    )
+
+
+def _where_runs_are() -> str:
+    """The stacks of the runs still going: where a run that wrote nothing is stuck."""
+    import sys
+    import traceback
+
+    frames = sys._current_frames()
+    out = []
+    for _, bg in _LIVE:
+        frame = frames.get(bg.thread.ident) if bg.thread.is_alive() else None
+        if frame is not None:
+            out.append("".join(traceback.format_stack(frame)[-12:]))
+    return "".join(f"\n--- a live run's stack:\n{s}" for s in out)
 
 
 class Background:

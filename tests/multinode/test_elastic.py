@@ -90,7 +90,8 @@ def test_grows_through_the_autoscaler_after_request_resources(autoscaling_cluste
     run_dir = tmp_path / "ppo-as"
     with caplog.at_level(logging.WARNING, logger="tandem"):
         run, bg = run_in_background("ppo", "CartPole-v1", ppo_overrides(run_dir, "1:2", learner_node=False))
-        first = wait_rows(run_dir, lambda r: True, "a first row", 180)
+        # 300 s: in the full suite a first row took over 180 s once (the stack is in the message)
+        first = wait_rows(run_dir, lambda r: True, "a first row", 300)
         assert rows(run_dir)[first]["workers"] == 1, "1 CPU at start: 1 worker"
         grown = wait_rows(run_dir, lambda r: r["workers"] == 2, "growth to 2 via the autoscaler", 180, first)
         finish_soon(run, run_dir, 2 * ENVS * FRAGMENT)
