@@ -152,6 +152,27 @@ def off_policy_step(group: Any, n: int, fragment: int, weights_ref: Any) -> Call
     return step
 
 
+def inprocess_worker_rate(env_id: str, envs: int, fragment: int, seconds: float) -> float:
+    """Env steps/s of one ``RolloutWorker`` sampling ``fragment``-step calls in this process with
+    the PPO preset's policy: the worker's inner loop (inference, env, bookkeeping) without Ray."""
+    from tandem.learners.registry import get_algo
+    from tandem.runner.envs import env_spaces
+    from tandem.runner.session import resolve_config
+    from tandem.runner.worker import RolloutWorker
+
+    run, cfg, _ = resolve_config("ppo", env_id, {"envs_per_worker": envs})
+    obs_space, act_space = env_spaces(env_id)
+    weights = get_algo("ppo").make_learner(obs_space, act_space, cfg).get_weights()
+    worker = RolloutWorker(env_id, envs, "ppo", cfg, seed=run.seed)
+    worker.sample(fragment, weights, 1)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += worker.sample(fragment, weights, 1).num_steps
+    rate = n / (time.perf_counter() - t0)
+    worker.close()
+    return round(rate, 1)
+
+
 def raw_env_rate(env_id: str, envs: int, seconds: float, env_kwargs: dict | None = None) -> float:
     """Env steps/s of ``envs`` sub-envs stepped with random actions in this process (one core)."""
     from tandem.runner.envs import make_vector_env
@@ -412,13 +433,17 @@ def run_real(args: argparse.Namespace, out: dict[str, Any]) -> None:
         _, cfg, _ = resolve_config("ppo", env_id)
         frag = args.fragment or cfg.fragment_length
         raw = raw_env_rate(env_id, args.envs_per_worker, args.raw_seconds)
+        inproc = inprocess_worker_rate(env_id, args.envs_per_worker, frag, args.raw_seconds)
         res: dict[str, Any] = {
             "fragment_length": frag,
             "hidden": list(cfg.hidden),
             "raw_env_steps_per_s": raw,
             "raw_note": f"{args.envs_per_worker} sub-envs, random actions, this process, one core",
+            "inprocess_worker_steps_per_s": inproc,
+            "inprocess_worker_vs_raw": round(inproc / raw, 3),
+            "inprocess_note": "one RolloutWorker in this process (no Ray): the inner loop alone",
         }
-        log(f"{env_id}: raw single-core rate {raw:.0f} steps/s")
+        log(f"{env_id}: raw single-core rate {raw:.0f} steps/s, one worker in-process {inproc:.0f}")
         tandem: dict[int, dict[str, Any]] = {}
         rllib: dict[int, dict[str, Any]] = {}
         if "tandem" in args.frameworks:
