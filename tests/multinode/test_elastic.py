@@ -87,6 +87,9 @@ def test_grows_through_the_autoscaler_after_request_resources(autoscaling_cluste
     autoscaling_cluster(max_nodes=2, min_nodes=1)
     wait_for = lambda: ray.cluster_resources().get("CPU", 0) >= 1  # noqa: E731
     elastic_harness.wait_until(wait_for, "the autoscaler's first node", 120)
+    # The node is registered before it can start worker processes: wait until it runs a task,
+    # so that the run below is timed from a usable node (in the full suite this took minutes once).
+    ray.get(ray.remote(num_cpus=1)(lambda: 1).remote(), timeout=240)
     run_dir = tmp_path / "ppo-as"
     with caplog.at_level(logging.WARNING, logger="tandem"):
         run, bg = run_in_background("ppo", "CartPole-v1", ppo_overrides(run_dir, "1:2", learner_node=False))
