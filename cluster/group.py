@@ -129,6 +129,22 @@ def worker_error(e: RayTaskError) -> BaseException:
     return cause if isinstance(cause, BaseException) else e
 
 
+class RayRolloutWorker(RolloutWorker):
+    """A :class:`RolloutWorker` as a restartable Ray actor.
+
+    Ray rebuilds a dead actor with its first constructor arguments, which would replay its first
+    life's episodes bit for bit. The group re-seeds a worker whose call failed (``reincarnate``),
+    but a worker can also die between calls, and then the next call just runs on the new process.
+    So a rebuilt worker re-seeds itself at once, from fresh entropy; the group's reincarnate, if
+    it comes, re-seeds it again, reproducibly.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self.reincarnate(1 + (int.from_bytes(os.urandom(4), "little") >> 1))
+
+
 # A worker's call fails with one of these when its process or its node died.
 LOST_ERRORS = (RayActorError, NodeDiedError, ObjectLostError)
 
@@ -198,7 +214,7 @@ class RayWorkerGroup:
         self._worker_kwargs = worker_kwargs
         self.channel: Any = None  # the ScaleChannel of `tandem scale`, once the workers are up
         self._incarnation: dict[int, int] = {}  # deaths of each worker: its restarts' seed salt
-        self._remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RolloutWorker)
+        self._remote_cls = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=0)(RayRolloutWorker)
         self.slots: dict[int, _Slot] = {}
         self._free_bundles: list[tuple[PlacementGroup, int]] = []
         self._pending: list[PlacementGroup] = []  # growth groups not placed yet
@@ -215,7 +231,7 @@ class RayWorkerGroup:
             # The trial's worker bundles say how many CPUs each worker gets (--worker-cpus).
             self.cpus = float(trial_pg.bundle_specs[1].get("CPU", self.cpus))
             self._remote_cls = ray.remote(num_cpus=self.cpus, max_restarts=-1, max_task_retries=0)(
-                RolloutWorker
+                RayRolloutWorker
             )
             for b in range(1, start + 1):
                 self._start_worker(self.pg, b)
@@ -228,12 +244,25 @@ class RayWorkerGroup:
             for b in range(start):
                 self._start_worker(self.pg, b)
         # Fail now, with the worker's own error, if the workers cannot even start (bad env kwargs...).
-        try:
-            ray.get([s.actor.ping.remote() for s in self.slots.values()], timeout=start_timeout_s)
-        except (RayTaskError, RayActorError, GetTimeoutError) as e:
-            self.shutdown()
-            why = e.cause if isinstance(e, RayTaskError) else str(e).splitlines()[0]
-            raise TandemError(f"rollout workers failed to start: {why}") from None
+        # A worker whose process or node died while starting is only lost: Ray rebuilds it, and
+        # it rejoins like any worker lost mid-run (a node can go, or an autoscaler replace it,
+        # during start-up as at any other time).
+        lost = []
+        deadline = time.monotonic() + start_timeout_s
+        for i, s in list(self.slots.items()):
+            try:
+                ray.get(s.actor.ping.remote(), timeout=max(deadline - time.monotonic(), 1.0))
+            except RayActorError as e:
+                if e.actor_init_failed:
+                    self.shutdown()
+                    raise TandemError(f"rollout workers failed to start: {str(e).splitlines()[0]}") from None
+                lost.append((i, type(e).__name__))
+            except (RayTaskError, GetTimeoutError) as e:
+                self.shutdown()
+                why = e.cause if isinstance(e, RayTaskError) else str(e).splitlines()[0]
+                raise TandemError(f"rollout workers failed to start: {why}") from None
+        for i, cause in lost:
+            self.park(i, WorkerLost(i, cause))
         if run_dir is not None:
             from tandem.cluster.control import ScaleChannel
 

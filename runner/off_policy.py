@@ -154,10 +154,12 @@ def train_off_policy(s: Session) -> None:
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
                 # (alive, not idle-set membership: a shrink may have retired an idle worker)
                 for i in sorted(set(group.alive) - set(inflight.values())):
-                    # A short replay (below min_size rows) cannot be sampled, so holding the
-                    # workers back then could only deadlock: rwr's workers hold unfinished
-                    # episodes back, so its replay lags the env steps that the limiter counts.
-                    if not limiter.can_insert(chunk) and not replay_short:
+                    # A short replay (below min_size rows) cannot be sampled, so holding every
+                    # worker back then would deadlock: rwr's workers hold unfinished episodes
+                    # back, so its replay lags the env steps that the limiter counts. One call at
+                    # a time goes on then (not all: a Redis mirror that merely lags would let
+                    # the workers run far ahead of the ratio).
+                    if not limiter.can_insert(chunk) and not (replay_short and not inflight):
                         idle.add(i)
                         continue
                     idle.discard(i)

@@ -75,17 +75,35 @@ def test_worker_error_reaches_the_driver_as_its_own_one_line(local_ray, make_red
 
 
 def test_restarted_worker_does_not_replay_its_first_life(local_ray):
+    import os
+
+    import ray
+
     group = RayWorkerGroup(1, **worker_kwargs())
     try:
         first = group.call_all("sample", 16)[0]
+        actor = group.slots[0].actor
+        pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
         group.kill(0)
-        with pytest.raises(WorkerLost):
-            group.result(group.submit(0, "sample", 16))
-        group.park(0, WorkerLost(0, "killed"))
-        deadline = time.monotonic() + 120
-        while 0 not in group.alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-        second = group.call_all("sample", 16)[0]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # ray.kill returns before the process is gone
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.05)
+            except ProcessLookupError:
+                break
+        # Ray may run this call on the rebuilt process (the death fell between calls: the worker
+        # re-seeds itself) or fail it (the group re-seeds it through reincarnate). Either way the
+        # first fragment of the new life must not be the old one's.
+        try:
+            second = group.result(group.submit(0, "sample", 16))
+        except WorkerLost as e:
+            group.park(0, e)
+            deadline = time.monotonic() + 120
+            while 0 not in group.alive and time.monotonic() < deadline:
+                time.sleep(0.1)
+            second = group.call_all("sample", 16)[0]
+        assert ray.get(actor.__ray_call__.remote(lambda self: os.getpid())) != pid
     finally:
         group.shutdown()
     same = bool(np.array_equal(first.obs, second.obs))

@@ -83,11 +83,11 @@ class LoopbackCluster:
         return {a.actor_id for a in list_actors(address=self.dashboard_url, limit=10_000)}
 
     def rollout_worker_nodes(self, before: set[str]) -> dict[str, str]:
-        """actor id -> node id of every RolloutWorker actor not in ``before``, alive or dead."""
+        """actor id -> node id of every RayRolloutWorker actor not in ``before``, alive or dead."""
         from ray.util.state import list_actors
 
         actors = list_actors(
-            address=self.dashboard_url, filters=[("class_name", "=", "RolloutWorker")], limit=10_000
+            address=self.dashboard_url, filters=[("class_name", "=", "RayRolloutWorker")], limit=10_000
         )
         return {a.actor_id: a.node_id for a in actors if a.actor_id not in before}
 
