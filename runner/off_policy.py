@@ -26,6 +26,22 @@ DRAIN_TIMEOUT_S = 60.0
 """How long the end of a run waits for the fragments still in flight."""
 
 
+def may_collect(limiter: Any, chunk: int, batch_size: int, busy: int, replay_short: bool) -> bool:
+    """Whether an idle worker may collect another ``chunk`` transitions now; ``busy`` counts the
+    collect calls and the learning slice in flight.
+
+    The rate limiter says so, or nothing else could move the run: nothing is in flight, and the
+    learner cannot sample (the limiter's slack is used up between one insert and one batch,
+    ``chunk · samples_per_insert > 2 · error_buffer``, or the replay holds fewer than min_size
+    rows, as when rwr's workers hold unfinished episodes back). Holding every worker back then
+    would deadlock; one call at a time goes on, so a replay that merely lags (a Redis mirror)
+    cannot let the workers run far ahead of the ratio.
+    """
+    if limiter.can_insert(chunk):
+        return True
+    return busy == 0 and (replay_short or not limiter.can_sample(batch_size))
+
+
 def count_unacknowledged(c: Counters, inserted: int) -> int:
     """Count the transitions that the shared replay holds but no fragment result reported.
 
@@ -154,12 +170,8 @@ def train_off_policy(s: Session) -> None:
                 # 1. keep every worker busy unless the learner has fallen behind (rate limiter)
                 # (alive, not idle-set membership: a shrink may have retired an idle worker)
                 for i in sorted(set(group.alive) - set(inflight.values())):
-                    # A short replay (below min_size rows) cannot be sampled, so holding every
-                    # worker back then would deadlock: rwr's workers hold unfinished episodes
-                    # back, so its replay lags the env steps that the limiter counts. One call at
-                    # a time goes on then (not all: a Redis mirror that merely lags would let
-                    # the workers run far ahead of the ratio).
-                    if not limiter.can_insert(chunk) and not (replay_short and not inflight):
+                    busy = len(inflight) + (pending is not None)  # grows as calls go out
+                    if not may_collect(limiter, chunk, bs, busy, replay_short):
                         idle.add(i)
                         continue
                     idle.discard(i)
