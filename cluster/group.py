@@ -515,6 +515,26 @@ class RayWorkerGroup:
             self.channel.close()
 
 
+AUTO_LEARNER_ENV = "TANDEM_LEARNER"
+"""Environment variable that fixes what ``--learner auto`` means (``local`` or ``actor``) for every
+run this process starts: ``pytest --learner-mode actor`` sets it, so the whole suite, CLI
+subprocesses included, runs with learner actors."""
+
+
+def auto_learner_placement(joined: bool, environ: Any = os.environ) -> str:
+    """What ``--learner auto`` resolves to: $TANDEM_LEARNER where set, else an actor on a joined
+    cluster and the driver on an embedded Ray."""
+    forced = environ.get(AUTO_LEARNER_ENV, "").strip().lower()
+    if forced in ("local", "actor"):
+        return forced
+    if forced:
+        raise TandemError(
+            f"{AUTO_LEARNER_ENV}={environ[AUTO_LEARNER_ENV]!r} is not a learner placement: "
+            f"set it to local or actor, or unset it"
+        )
+    return "actor" if joined else "local"
+
+
 class RayBackend:
     """Rollout workers as Ray actors: joins ``address`` (or RAY_ADDRESS) or starts a local Ray."""
 
@@ -555,7 +575,7 @@ class RayBackend:
         workers, median of 3 run wall times at load 1.5-3.5: DQN CartPole 4k steps 24.0 s as an
         actor vs 17.5 s in the driver, PPO CartPole 4k steps 16.4 s vs 14.3 s)."""
         if requested == "auto":
-            return "actor" if self.joined else "local"
+            return auto_learner_placement(self.joined)
         return requested
 
     def make_learner(self, host_kwargs: dict[str, Any], cpus: float, resources: Any) -> Any:

@@ -24,6 +24,27 @@ from collections.abc import Callable, Iterator
 import pytest
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--learner-mode",
+        choices=("default", "local", "actor"),
+        default="default",
+        help="what --learner auto means in every run the tests start (sets $TANDEM_LEARNER; "
+        "'actor' runs the whole suite with learner actors)",
+    )
+
+
+def pytest_configure(config) -> None:
+    mode = config.getoption("--learner-mode")
+    if mode != "default":
+        os.environ["TANDEM_LEARNER"] = mode
+
+
+def pytest_report_header(config) -> str | None:
+    mode = os.environ.get("TANDEM_LEARNER")
+    return f"tandem: --learner auto resolves to {mode!r} (TANDEM_LEARNER)" if mode else None
+
+
 def _need_redis_server() -> None:
     if not (os.environ.get("TANDEM_REDIS_SERVER") or shutil.which("redis-server")):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")

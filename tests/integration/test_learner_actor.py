@@ -14,7 +14,7 @@ import ray
 import torch
 
 from tandem.cli import _resources
-from tandem.cluster.group import RayBackend
+from tandem.cluster.group import AUTO_LEARNER_ENV, RayBackend, auto_learner_placement
 from tandem.cluster.learner_actor import ray_options, start_learner_actor
 from tandem.core.errors import TandemError
 from tandem.core.types import Rollout
@@ -200,7 +200,8 @@ def test_actor_mode_needs_the_ray_backend(tmp_path):
     assert not (tmp_path / "ppo").exists(), "the error must come before the run directory exists"
 
 
-def test_auto_is_local_on_an_embedded_ray_and_an_actor_on_a_joined_cluster():
+def test_auto_is_local_on_an_embedded_ray_and_an_actor_on_a_joined_cluster(monkeypatch):
+    monkeypatch.delenv(AUTO_LEARNER_ENV, raising=False)  # pytest --learner-mode sets it
     backend = RayBackend()
     assert backend.learner_placement("auto") == "local"
     assert backend.learner_placement("actor") == "actor"
@@ -208,6 +209,14 @@ def test_auto_is_local_on_an_embedded_ray_and_an_actor_on_a_joined_cluster():
     assert backend.learner_placement("auto") == "actor"
     assert backend.learner_placement("local") == "local"
     assert LocalBackend().learner_placement("auto") == "local"
+
+
+def test_tandem_learner_fixes_what_auto_means():
+    assert auto_learner_placement(False, {AUTO_LEARNER_ENV: "actor"}) == "actor"
+    assert auto_learner_placement(True, {AUTO_LEARNER_ENV: " Local "}) == "local"
+    assert auto_learner_placement(True, {AUTO_LEARNER_ENV: ""}) == "actor"
+    with pytest.raises(TandemError, match=r"TANDEM_LEARNER='gpu' is not a learner placement"):
+        auto_learner_placement(False, {AUTO_LEARNER_ENV: "gpu"})
 
 
 def test_learner_resources_become_ray_options():
