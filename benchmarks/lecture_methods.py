@@ -214,7 +214,10 @@ def variance(seed: int, train_steps: int, batches: int, fragment: int) -> dict[s
 def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dict[str, Any]:
     import torch
 
-    from tandem.learners.rwr import RWRConfig, make_adder, rwr_weights
+    from tandem.learners.returns import td_target
+    from tandem.learners.rwr import WEIGHTINGS, RWRConfig, make_adder, rwr_weights
+
+    EXTRAS = ("logp", "rtg", "boot_discount", "boot_obs")
 
     learner, snaps = train_a2c(seed, train_steps, snapshot_every=train_steps // 6)
     m = learner.model
@@ -225,7 +228,7 @@ def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dic
         """Rows of finished episodes written by rwr's EpisodeAdder: obs, actions, logp_b, R."""
         cfg = RWRConfig()
         rows: dict[str, list] = {
-            k: [] for k in ("obs", "actions", "logp", "rtg", "boot_discount", "boot_obs")
+            k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated", *EXTRAS)
         }
         for j, (_, w) in enumerate(weights_list):
             worker = _workers("a2c", learner.cfg, seed + seed_off + j, n=1, envs=8)[0]
@@ -236,9 +239,9 @@ def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dic
                 b = adder(worker.sample(64))
                 if b is not None:
                     got += len(b)
-                    for k in ("obs", "actions"):
+                    for k in ("obs", "actions", "rewards", "next_obs", "terminated"):
                         rows[k].append(getattr(b, k))
-                    for k in ("logp", "rtg", "boot_discount", "boot_obs"):
+                    for k in EXTRAS:
                         rows[k].append(b.extras[k])
         return {k: np.concatenate(v) for k, v in rows.items()}
 
@@ -251,9 +254,16 @@ def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dic
             boot = m.value(m.obs_tensor(data["boot_obs"])).double()
             R = torch.as_tensor(data["rtg"], dtype=torch.float64)
             R = R + torch.as_tensor(data["boot_discount"], dtype=torch.float64) * boot
-            adv = R - m.value(x).double()
+            v = m.value(x).double()
+            adv = R - v
+            next_v = m.value(m.obs_tensor(data["next_obs"])).double()
         rho = (logp - torch.as_tensor(data["logp"], dtype=torch.float64)).exp()
-        score = adv if weighting == "advantage" else R
+        if weighting == "td":  # the rwr learner's default score (learners.rwr.rwr_score)
+            r = torch.as_tensor(data["rewards"], dtype=torch.float64)
+            term = torch.as_tensor(data["terminated"], dtype=torch.float64)
+            score = td_target(r, next_v, term, RWRConfig().gamma) - v
+        else:
+            score = adv if weighting == "advantage" else R
         w = rwr_weights(score, beta, RWRConfig().max_weight).double()
         g_pg = (G * (rho * adv)[:, None]).mean(0)
         g_rwr = (G * w[:, None]).mean(0)
@@ -277,8 +287,8 @@ def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dic
         "env": "CartPole-v1",
         "policy": f"a2c after {train_steps} env steps; old policies at {[s for s, _ in old]} env steps",
         "beta": beta,
-        "fresh_on_policy": {w: compare(fresh, w) for w in ("advantage", "return")},
-        "replayed_older_policies": {w: compare(replayed, w) for w in ("advantage", "return")},
+        "fresh_on_policy": {w: compare(fresh, w) for w in WEIGHTINGS},
+        "replayed_older_policies": {w: compare(replayed, w) for w in WEIGHTINGS},
     }
 
 

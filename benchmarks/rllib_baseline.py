@@ -412,17 +412,15 @@ def run_rllib(
 
     import ray
 
+    from tandem.cluster.group import init_ray
+
     started_ray = False
     algorithm = None
     rundir: RunDir | None = None
     try:
         if not ray.is_initialized():
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=num_cpus or max(2, workers + 1), include_dashboard=False, log_to_driver=False
-                )
+            # The same start-up as Tandem's runs: a fresh loopback-only Ray, or the given cluster.
+            init_ray(address, num_cpus or max(2, workers + 1))
             started_ray = True
         config_doc = {
             "algo": algo,

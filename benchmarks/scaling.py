@@ -536,17 +536,10 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     from tandem.benchmarks.latency_env import SETUP_HOOK
+    from tandem.cluster.group import init_ray
 
-    # Not init_ray: the latency env must be registered in every worker process too.
-    ray.init(
-        address="local",
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-        configure_logging=False,
-        runtime_env={"worker_process_setup_hook": SETUP_HOOK},
-    )
+    # Tandem's own embedded Ray (loopback only), with the latency env registered in every worker.
+    init_ray("local", os.cpu_count(), runtime_env={"worker_process_setup_hook": SETUP_HOOK})
     out: dict[str, Any] = {
         "benchmark": f"rollout throughput vs worker count ({args.mode})",
         "cpu_count": os.cpu_count(),

@@ -76,8 +76,9 @@ def worker_share(node_cpus: Sequence[float], reserved: float, workers: int) -> f
     return max(min(1.0, (sum(node_cpus) - reserved) / n), 0.01)
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> str:
-    """Join ``address`` (or RAY_ADDRESS), or start an embedded local Ray with explicit num_cpus.
+def init_ray(address: str | None, num_cpus: int | None = None, runtime_env: dict | None = None) -> str:
+    """Join ``address`` (or RAY_ADDRESS), or start an embedded local Ray with explicit num_cpus;
+    ``runtime_env`` is the job's (e.g. a ``worker_process_setup_hook`` that registers an env).
 
     The embedded Ray is always a fresh one (``address="local"``): left unset, ray.init would
     join whatever ``ray start --head`` once left on this machine, and die on its stale address
@@ -92,7 +93,9 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
     if address:
         _probe(address)
         try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(
+                address=address, log_to_driver=False, logging_level=logging.WARNING, runtime_env=runtime_env
+            )
         except (ConnectionError, RuntimeError) as e:
             raise TandemError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
         return address
@@ -110,6 +113,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
             log_to_driver=False,
             logging_level=logging.WARNING,
             configure_logging=False,
+            runtime_env=runtime_env,
         )
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved

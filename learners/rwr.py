@@ -4,7 +4,9 @@ form is AWR, Peng et al. 2019).
 The policy is fitted by weighted maximum likelihood on replayed (s, a) pairs:
 
     θ ← argmax_θ Σ_i w_i log π_θ(a_i|s_i)          (one Adam step on the sampled batch)
-    u_i = Â_i / (β σ_Â)    Â_i = R_i - V_φ(s_i)    (``weighting="advantage"``, the default)
+    u_i = δ_i / (β σ_δ)    δ_i = r_i + γ (1 - term_i) V_φ(s'_i) - V_φ(s_i)
+                                                    (``weighting="td"``, the default)
+    u_i = Â_i / (β σ_Â)    Â_i = R_i - V_φ(s_i)    (``weighting="advantage"``: AWR's Monte Carlo form)
     u_i = R_i / (β σ_R)                             (``weighting="return"``: the original RWR)
     w_i = min( exp(u_i) / Z, w_max ),   Z = 1/B Σ_j exp(u_j)
 
@@ -13,7 +15,11 @@ R_i is the discounted reward-to-go from s_i, summed in the worker when the episo
 the learner adds γ^{L-i} V_φ(s_L) with its current critic (:func:`replay_returns`). V_φ is a learned
 state-value baseline, regressed on the same R_i: L_V = ½ (V_φ(s_i) - R_i)². Subtracting it
 makes w depend on how much better than usual a_i did from s_i, not on how good s_i was
-(early CartPole states all have large R). σ (the batch standard deviation of the score)
+(early CartPole states all have large R). The default scores a_i by its one-step TD advantage
+δ_i, both of whose terms come from the same V_φ: R_i - V_φ(s_i) also carries the noise of every
+later action of the episode, which on Pendulum's 200-step episodes buried a_i's own effect
+(seed 0, 50k env steps: -1012 with R - V, -380 with δ; benchmarks/NOTES.md, RWR).
+σ (the batch standard deviation of the score)
 makes β free of the reward scale, so one default fits envs with rewards of 1 or -16.
 Dividing by Z keeps the mean weight at 1 whatever the batch; w_max caps any one sample.
 
@@ -40,7 +46,7 @@ from tandem.learners.config import OffPolicyConfig
 from tandem.learners.finite import checked
 from tandem.learners.on_policy import ActorCriticLearner
 from tandem.learners.registry import AlgoSpec, discrete_or_box
-from tandem.learners.returns import episode_reward_to_go
+from tandem.learners.returns import episode_reward_to_go, td_target
 
 
 @dataclass
@@ -56,8 +62,9 @@ class RWRConfig(
 
     gamma: float = 0.99
     """Discount γ of the reward-to-go."""
-    weighting: Literal["advantage", "return"] = "advantage"
-    """Score in the exponent: R - V(s) with a learned V (AWR), or R itself (classic RWR)."""
+    weighting: Literal["td", "advantage", "return"] = "td"
+    """Score in the exponent: the TD advantage r + γ V(s') - V(s), the Monte Carlo advantage
+    R - V(s) (AWR), or R itself (classic RWR); V is the learned baseline in every case."""
     beta: float = 1.0
     """Temperature β, in units of the score's batch standard deviation."""
     max_weight: float = 20.0
@@ -92,6 +99,39 @@ def rwr_weights(scores: torch.Tensor, beta: float, max_weight: float, eps: float
     u = scores / (beta * (scale + eps))
     w = torch.softmax(u, dim=0) * scores.numel()
     return w.clamp(max=max_weight)
+
+
+WEIGHTINGS = ("td", "advantage", "return")
+
+
+def rwr_score(
+    weighting: str,
+    batch: Batch,
+    returns: torch.Tensor,
+    values: torch.Tensor,
+    value_fn,
+    gamma: float,
+) -> torch.Tensor:
+    """The score s_i in the exponent of w_i, [B], for ``weighting``:
+
+    | weighting   | s_i                                        |
+    |-------------|--------------------------------------------|
+    | "td"        | r_i + γ (1 - term_i) V(s'_i) - V(s_i)      |
+    | "advantage" | R_i - V(s_i)                               |
+    | "return"    | R_i                                        |
+
+    ``values`` is V(s_i) and ``value_fn`` maps next observations to V(s'); s' after a time limit
+    is the true final observation, so the TD form bootstraps there and only ``terminated`` cuts it.
+    """
+    if weighting == "return":
+        return returns
+    if weighting == "advantage":
+        return returns - values
+    with torch.no_grad():
+        next_v = value_fn(batch.next_obs)
+    rewards = torch.as_tensor(batch.rewards, dtype=torch.float32)
+    terminated = torch.as_tensor(batch.terminated, dtype=torch.float32)
+    return td_target(rewards, next_v, terminated, gamma) - values
 
 
 def rwr_policy_loss(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -185,8 +225,8 @@ class RWRLearner(ActorCriticLearner):
     OPTIMIZERS = ("pi_opt", "vf_opt")
 
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: RWRConfig):
-        if cfg.weighting not in ("advantage", "return"):
-            raise ValueError(f"rwr weighting must be 'advantage' or 'return', not {cfg.weighting!r}")
+        if cfg.weighting not in WEIGHTINGS:
+            raise ValueError(f"rwr weighting must be one of {', '.join(WEIGHTINGS)}, not {cfg.weighting!r}")
         self.cfg = cfg
         self.model = ScaledValueActorCritic(obs_space, act_space, cfg.hidden, init_log_std=cfg.init_log_std)
         self.pi_params = [p for n, p in self.model.named_parameters() if not n.startswith("v.")]
@@ -210,12 +250,12 @@ class RWRLearner(ActorCriticLearner):
         m.track_returns(R, cfg.return_stats_rate)
         v_norm = m.normalized_value(x)
         v = (m.ret_mean + m.ret_std * v_norm).detach()
+        score = rwr_score(cfg.weighting, batch, R, v, lambda obs: m.value(m.obs_tensor(obs)), cfg.gamma)
         v_loss = 0.5 * (v_norm - (R - m.ret_mean) / m.ret_std).pow(2).mean()
         self.vf_opt.zero_grad()
         v_loss.backward()
         self.vf_opt.step()
-        # 2. the weights, from the baseline before this step
-        score = R - v if cfg.weighting == "advantage" else R
+        # 2. the weights, from the baseline before this step (the score was taken above)
         w = rwr_weights(score, cfg.beta, cfg.max_weight)
         # 3. the policy: weighted maximum likelihood
         d = m.dist(x)

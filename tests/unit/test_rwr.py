@@ -15,6 +15,7 @@ from tandem.learners.rwr import (
     RWRLearner,
     replay_returns,
     rwr_policy_loss,
+    rwr_score,
     rwr_weights,
 )
 
@@ -129,7 +130,7 @@ def test_learner_bootstraps_with_its_current_critic():
     [gym.spaces.Discrete(3), gym.spaces.Box(-2.0, 2.0, (2,), dtype=np.float32)],
     ids=["discrete", "box"],
 )
-@pytest.mark.parametrize("weighting", ["advantage", "return"])
+@pytest.mark.parametrize("weighting", ["td", "advantage", "return"])
 def test_update_one_weighted_likelihood_step(act_space, weighting):
     obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), dtype=np.float32)
     cfg = RWRConfig(weighting=weighting, min_log_std=-0.5, lr=1.0)
@@ -213,3 +214,33 @@ def test_rwr_learns_cartpole_in_15k_steps():
 
     run_dir, _ = run_in_process("rwr", "CartPole-v1", 0, 15_000, threshold=1e9)
     assert rolling_threshold(run_dir, 1e9)["final_return"] > 60
+
+
+def test_scores_by_weighting_on_a_hand_case():
+    """Three rows with known V: a plain step, a terminated step (no bootstrap) and a time-limit
+    step (bootstraps from the true final observation s', like any other step)."""
+    batch = Batch(
+        obs=np.array([[0.0], [1.0], [2.0]], np.float32),
+        actions=np.zeros(3, np.int64),
+        rewards=np.array([1.0, -2.0, 0.5], np.float32),
+        next_obs=np.array([[10.0], [20.0], [30.0]], np.float32),
+        terminated=np.array([False, True, False]),
+        truncated=np.array([False, False, True]),
+    )
+    R = torch.tensor([5.0, -2.0, 7.0])
+    v = torch.tensor([4.0, 1.0, 3.0])
+    value_fn = lambda obs: torch.as_tensor(obs[:, 0]) / 10.0  # V(s') = 1, 2, 3  # noqa: E731
+    gamma = 0.9
+    td = rwr_score("td", batch, R, v, value_fn, gamma)
+    # δ = r + γ (1 - term) V(s') - V(s)
+    np.testing.assert_allclose(
+        td.numpy(), [1.0 + 0.9 * 1.0 - 4.0, -2.0 - 1.0, 0.5 + 0.9 * 3.0 - 3.0], rtol=1e-6
+    )
+    np.testing.assert_allclose(rwr_score("advantage", batch, R, v, value_fn, gamma).numpy(), [1.0, -3.0, 4.0])
+    np.testing.assert_allclose(rwr_score("return", batch, R, v, value_fn, gamma).numpy(), R.numpy())
+
+
+def test_unknown_weighting_is_refused():
+    space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    with pytest.raises(ValueError, match="rwr weighting must be one of td, advantage, return, not 'gae'"):
+        RWRLearner(space, gym.spaces.Discrete(2), RWRConfig(weighting="gae"))
