@@ -271,9 +271,14 @@ def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dic
         g1 = (G[:half] * (rho * adv)[:half, None]).mean(0)
         g2 = (G[half:] * (rho * adv)[half:, None]).mean(0)
         cos = torch.nn.functional.cosine_similarity
+        # The policy gradient with the weighting's own score as Ψ (1/β Σ u_i ∇ log π is the
+        # first-order term of the RWR gradient): Ψ = δ for td, Â for advantage, R for return.
+        g_own = (G * (rho * score.double())[:, None]).mean(0)
         return {
             "samples": len(G),
             "cosine_rwr_pg": float(cos(g_rwr, g_pg, dim=0)),
+            "cosine_rwr_pg_own_score": float(cos(g_rwr, g_own, dim=0)),
+            "cosine_pg_own_score_pg": float(cos(g_own, g_pg, dim=0)),
             "norm_ratio_rwr_over_pg": float(g_rwr.norm() / g_pg.norm()),
             "unit_vector_distance": float((g_rwr / g_rwr.norm() - g_pg / g_pg.norm()).norm()),
             "cosine_pg_half_vs_half": float(cos(g1, g2, dim=0)),
