@@ -4,9 +4,9 @@
 
 Tasks (benchmarks/off_policy.py's SAC cases): Pendulum-v1 ≥ -200 (20-episode mean, 15k budget)
 and InvertedPendulum-v5 ≥ 950 (5-episode mean, 30k budget). Both sides get SAC's env presets.
-MBSAC keeps as many real rows per env step as SAC (real_ratio · UTD = 1: 0.5 and 2 gradient
-steps per env step, ``samples_per_insert`` = 512 with batch 256) and adds the same number of
-model rows. Runs through :func:`benchmarks.direct.drive` (serial, in-process), 8 sub-envs.
+MBSAC keeps as many real rows per env step as SAC (real_ratio · UTD = 1: by default 0.25 and 4
+gradient steps per env step, ``samples_per_insert`` = 1024 with batch 256) and adds three times
+as many model rows. Runs through :func:`benchmarks.direct.drive` (serial, in-process), 8 sub-envs.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--algos", nargs="*", default=["mbsac", "sac"], choices=["mbsac", "sac"])
-    ap.add_argument("--real-ratio", type=float, default=0.5)
+    ap.add_argument("--real-ratio", type=float, default=MBSACConfig.real_ratio)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out: dict = {"note": "serial in-process loop (benchmarks/direct.py), 8 sub-envs, shared CPU"}

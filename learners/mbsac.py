@@ -47,8 +47,10 @@ class MBSACConfigError(TandemError):
 
 
 @dataclass
-class MBSACConfig(SACConfig):
-    """SAC's fields plus the model, the rollouts and the real/model mix."""
+class MBSACConfig(SACConfig, samples_per_insert=1024.0):
+    """SAC's fields plus the model, the rollouts and the real/model mix. 1024 replay rows per env
+    step are 4 SAC updates of batch 256, whose real quarter (``real_ratio``) is as many real rows
+    per env step as plain SAC trains on (benchmarks/NOTES.md, MBSAC)."""
 
     ensemble_size: int = 5
     """E: members of the dynamics ensemble."""
@@ -70,7 +72,7 @@ class MBSACConfig(SACConfig):
     """Model steps per branched rollout (MBPO: 1 for the pendulums, up to 15 elsewhere)."""
     model_buffer_capacity: int = 40_000
     """Model transitions kept (FIFO): 20 rounds at the defaults."""
-    real_ratio: float = 0.5
+    real_ratio: float = 0.25
     """Fraction of each SAC batch drawn from real data; the rest comes from the model buffer."""
     model_warmup: int = 1_000
     """Model gradient steps before the first rollout round."""
