@@ -341,8 +341,11 @@ _COLUMNS = (
     "replay_size",
     "workers",
     "worker_sps",
+    "bonus_mean",
 )
-"""Columns served per row (``ret_*`` are derived; the rest come from the row)."""
+"""Columns served per row (``ret_*`` are derived; the rest come from the row; ``bonus_mean`` is
+the learner's ``stats/bonus_mean``, the exploration bonus it adds to sampled rewards, which the
+env's returns do not contain)."""
 
 
 @dataclass
@@ -479,6 +482,7 @@ class Run:
         c["replay_size"].append(finite_float(size))
         c["workers"].append(finite_float(row.get("workers")))
         c["worker_sps"].append(_num_list(row.get("worker_env_steps_per_s")))
+        c["bonus_mean"].append(finite_float(row.get("stats/bonus_mean")))
         # Returns: raw points and the causal rolling mean.
         rets = [r for r in _num_list(row.get("episode_returns")) or [] if r is not None]
         if rets:

@@ -438,7 +438,7 @@
       const c = colorOf(r);
       traces.push({ x: xCol(r.id), y: d.cols[col], type: "scatter", mode: "lines", name: esc(r.label), legendgroup: r.id,
         line: { color: c, width: 2, dash: dashOf(r) }, connectgaps: true,
-        hovertemplate: `${esc(r.label)}<br>%{y:,.1f}<extra></extra>` });
+        hovertemplate: `${esc(r.label)}<br>%{y:${(opts && opts.format) || ",.1f"}}<extra></extra>` });
       if (opts && opts.workers) {
         const ws = d.cols.worker_sps || [];
         const nw = ws.reduce((m, w) => Math.max(m, w ? w.length : 0), 0);
@@ -492,11 +492,17 @@
       ["plot-ups", "updates_per_s", "Learner updates/s", "gradient updates/s"],
       ["plot-lag", "policy_lag", "Policy lag (learner version − acting version)", "versions behind"],
       ["plot-replay", "replay_size", "Replay size", "transitions in replay"],
+      // Learner side: the returns above are the env's own; this is what the learner added to them.
+      ["plot-bonus", "bonus_mean", "Exploration bonus β/√N(φ(s')) added to sampled rewards (not in the returns)", "mean bonus per sampled transition", { format: ".3g" }],
     ];
+    const EMPTY = {
+      replay_size: "no off-policy (replay) run selected",
+      bonus_mean: "no run with --set exploration_bonus=count selected",
+    };
     for (const [id, col, title, ytitle, opts] of panels) {
       const traces = lineTraces(runs, col, opts);
       if (!traces.length) {
-        draw($(id), [], emptyLayout(title, xt, ytitle, col === "replay_size" ? "no off-policy (replay) run selected" : "no data for the selected runs"));
+        draw($(id), [], emptyLayout(title, xt, ytitle, EMPTY[col] || "no data for the selected runs"));
       } else if (opts && opts.count) {
         // The worker count over time (node loss, recovery, elastic growth) on a second axis.
         const counts = workerCountTraces(runs);

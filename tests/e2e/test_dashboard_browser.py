@@ -175,7 +175,7 @@ def test_plots_follow_new_rows_and_new_runs(served, page, artifacts, tmp_path):
     row = {"env_steps": 14400, "episodes": 72, "wall_time_s": 40.0, "episode_returns": [-200.0] * 6,
            "episode_return_mean": -200.0, "grad_updates": 1800, "samples_trained": 460800,
            "replay_ratio": 32.0, "env_steps_per_s": 410.0, "updates_per_s": 50.0, "workers": 4,
-           "policy_lag": 2.0, "replay_size": 14400}  # fmt: skip
+           "policy_lag": 2.0, "replay_size": 14400, "stats/bonus_mean": 0.042}  # fmt: skip
     with open(root / RUNNING / "metrics.jsonl", "a") as f:
         # finish the half-written line, then one more row
         f.write('4.5, "episode_returns": [-300.0]}\n' + json.dumps(row) + "\n")
@@ -188,6 +188,10 @@ def test_plots_follow_new_rows_and_new_runs(served, page, artifacts, tmp_path):
     assert after["x"][-2:] == [13200, 14400]
     replay = trace(page, "plot-replay", "sac · tandem · seed 0")
     assert replay["x"][-1] == 14400 and replay["y"][-1] == 14400
+    # The learner's exploration bonus gets its own panel, apart from the env's returns.
+    bonus = trace(page, "plot-bonus", "sac · tandem · seed 0")
+    assert bonus["x"][-1] == 14400 and bonus["y"][-1] == 0.042
+    assert n_traces(page, "plot-bonus") == 1
 
     # A new seed appears without a reload and joins its group's median.
     new = root / "ppo-CartPole-v1-20250102-000000"

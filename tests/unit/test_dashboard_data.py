@@ -349,3 +349,21 @@ def test_model_samples_are_served_apart_from_the_replay_ratio(tmp_path):
     assert runs[plain.name]["model_ratio"] is None
     assert store.metrics(dyna.name)["cols"]["model_ratio"] == [5.0, 15.0]
     assert not any("lack schema fields" in i["message"] for i in runs[plain.name]["issues"])
+
+
+def test_exploration_bonus_is_served_apart_from_the_returns(tmp_path):
+    """``stats/bonus_mean`` (what the learner added to sampled rewards) becomes its own column; the
+    return columns stay the env's own, and runs without the bonus serve None."""
+    cfg = {"algo": "dqn", "env_id": "MountainCar-v0", "seed": 0, "on_policy": False}
+    bonus = write_run(
+        tmp_path / "dqn-MountainCar-v0-20250101-000000",
+        [row(100, [-200.0], **{"stats/bonus_mean": 0.08}), row(200, [-150.0], **{"stats/bonus_mean": 0.05})],
+        config=cfg,
+    )
+    plain = write_run(tmp_path / "pg-CartPole-v1-20250101-000000", [row(100, [1.0])])
+    store = RunStore([tmp_path])
+    store.refresh()
+    cols = store.metrics(bonus.name)["cols"]
+    assert cols["bonus_mean"] == [0.08, 0.05]
+    assert cols["ret_mean"] == [-200.0, -150.0]
+    assert store.metrics(plain.name)["cols"]["bonus_mean"] == [None]
