@@ -69,6 +69,10 @@ def run_trial(config: dict[str, Any]) -> None:
             run.run_dir = str(run_dir)
         else:
             run, algo_cfg, spec = resolve_config(config["algo"], config["env"], dict(config["overrides"]))
+        # Bundle 0 of the trial's placement group reserves its driver and learner together, and
+        # Tune keeps the trial's actors inside that group, where a learner actor has no bundle to
+        # go to: "auto" (an actor on a joined cluster) means the driver here.
+        run.learner = "local"
         backend = LocalBackend() if run.backend == "local" else RayBackend(run.address, run.num_cpus)
         train(run, algo_cfg, spec, resume_dir=resume_dir, quiet=True, backend=backend)
     m = final_metrics(run_dir, window)

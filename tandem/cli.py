@@ -341,6 +341,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     layouts, first = {}, None
     for t in trials:
         run, _, _ = resolve_config(spec.algo, spec.env, trial_overrides(spec, t, sweep_dir / t.name))
+        if run.learner == "actor":
+            raise TandemError(
+                f"trial {t.name}: a sweep trial's learner runs in its driver, on the trial's first "
+                "bundle (size it with --driver-cpus): drop learner=actor from the sweep"
+            )
         layouts[t.name] = (run.workers, run.backend)
         first = first or run
     assert first is not None  # expand() yields at least one trial (parse_seeds refuses none)

@@ -227,6 +227,16 @@ def test_cli_checks_every_trial_config_before_ray_starts(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing written, nothing started
 
 
+def test_cli_refuses_a_learner_actor_in_a_sweep_before_ray_starts(tmp_path, capsys):
+    """A trial's placement group holds its driver (with the learner) and its workers; a learner
+    actor would find no bundle, so the sweep says so instead of failing every trial."""
+    argv = ["sweep", "--algo", "ppo", "--env", "CartPole-v1", "--set", "learner=actor"]
+    assert main([*argv, "--runs-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "a sweep trial's learner runs in its driver" in err and "drop learner=actor" in err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())
+
+
 def test_cli_refuses_an_existing_sweep_and_resume_with_new_flags(tmp_path, capsys):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "sweep.json").write_text("{}")
