@@ -127,10 +127,13 @@ def worker_error(e: RayTaskError) -> BaseException:
     ``ray.get`` wraps it in a ``RayTaskError`` whose message is the remote traceback, many lines
     with ANSI colour codes: a TandemError (a Redis outage, a corrupt or mismatched replay, a bad
     config) must reach the user as its own one line. The original object travels inside the
-    wrapper (``cause``); an exception that cannot be rebuilt keeps Ray's wrapper.
+    wrapper (``cause``); an exception that cannot be rebuilt keeps Ray's wrapper. A worker's error
+    that reached the driver through another actor (a learner actor fetching fragment refs) is
+    wrapped once per hop, so every layer comes off.
     """
-    cause = getattr(e, "cause", None)
-    return cause if isinstance(cause, BaseException) else e
+    while isinstance(e, RayTaskError) and isinstance(getattr(e, "cause", None), BaseException):
+        e = e.cause
+    return e
 
 
 class RayRolloutWorker(RolloutWorker):

@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from tandem.cluster.group import worker_error
 from tandem.core.errors import TandemError
 from tandem.core.protocols import Learner, LearnerStep, WorkerGroup, WorkerLost
 from tandem.core.types import Batch
@@ -109,9 +110,12 @@ def _to_cpu(value: Any) -> Any:
 
 
 def _get(ref: Any) -> Any:
-    """``ray.get`` of a learner actor call; the actor's death becomes a one-line error."""
+    """``ray.get`` of a learner actor call; the actor's death becomes a one-line error, and an
+    error raised in it (or in a worker whose fragment it fetched) reaches the driver as raised."""
     try:
         return ray.get(ref)
+    except RayTaskError as e:
+        raise worker_error(e) from None
     except RayActorError as e:
         raise TandemError(
             f"the learner actor died ({str(e).splitlines()[0][:160]}): continue the run from its last "

@@ -15,7 +15,7 @@ import torch
 
 from tandem.cli import _resources
 from tandem.cluster.group import AUTO_LEARNER_ENV, RayBackend, auto_learner_placement
-from tandem.cluster.learner_actor import ray_options, start_learner_actor
+from tandem.cluster.learner_actor import _get, ray_options, start_learner_actor
 from tandem.core.errors import TandemError
 from tandem.core.types import Rollout
 from tandem.runner.local import LocalBackend
@@ -164,6 +164,24 @@ def test_learner_threads_follow_the_actor_cpus(local_ray):
         assert threads == 2
     finally:
         learner.close()
+
+
+def test_an_error_two_actors_deep_reaches_the_driver_as_raised(local_ray):
+    """A worker's TandemError that the learner actor met while fetching fragment refs is wrapped
+    by Ray once per hop; the driver sees the worker's own one line (found with --learner-mode actor)."""
+
+    @ray.remote
+    def worker_call():
+        raise TandemError("a rollout fragment needs at least 1 step per env: --set fragment_length=64")
+
+    @ray.remote
+    class Relay:
+        def fetch(self):
+            return ray.get(worker_call.remote())
+
+    with pytest.raises(TandemError) as e:
+        _get(Relay.remote().fetch.remote())
+    assert str(e.value) == "a rollout fragment needs at least 1 step per env: --set fragment_length=64"
 
 
 def test_a_dead_learner_actor_is_a_one_line_error(local_ray):
