@@ -214,8 +214,8 @@ def variance(seed: int, train_steps: int, batches: int, fragment: int) -> dict[s
 def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dict[str, Any]:
     import torch
 
-    from tandem.learners.returns import td_target
-    from tandem.learners.rwr import WEIGHTINGS, RWRConfig, make_adder, rwr_weights
+    from tandem.core.types import Batch
+    from tandem.learners.rwr import WEIGHTINGS, RWRConfig, make_adder, rwr_score, rwr_weights
 
     EXTRAS = ("logp", "rtg", "boot_discount", "boot_obs")
 
@@ -256,14 +256,14 @@ def gradients(seed: int, train_steps: int, fresh_steps: int, beta: float) -> dic
             R = R + torch.as_tensor(data["boot_discount"], dtype=torch.float64) * boot
             v = m.value(x).double()
             adv = R - v
-            next_v = m.value(m.obs_tensor(data["next_obs"])).double()
         rho = (logp - torch.as_tensor(data["logp"], dtype=torch.float64)).exp()
-        if weighting == "td":  # the rwr learner's default score (learners.rwr.rwr_score)
-            r = torch.as_tensor(data["rewards"], dtype=torch.float64)
-            term = torch.as_tensor(data["terminated"], dtype=torch.float64)
-            score = td_target(r, next_v, term, RWRConfig().gamma) - v
-        else:
-            score = adv if weighting == "advantage" else R
+        # The rwr learner's own score function, on the same rows.
+        rows = Batch(
+            **{k: data[k] for k in ("obs", "actions", "rewards", "next_obs", "terminated")},
+            truncated=np.zeros(len(data["rewards"]), bool),
+        )
+        value_fn = lambda obs: m.value(m.obs_tensor(obs)).double()  # noqa: E731
+        score = rwr_score(weighting, rows, R, v, value_fn, RWRConfig().gamma)
         w = rwr_weights(score, beta, RWRConfig().max_weight).double()
         g_pg = (G * (rho * adv)[:, None]).mean(0)
         g_rwr = (G * w[:, None]).mean(0)

@@ -33,6 +33,7 @@ second lacks the importance ratio π_θ/π_old, so the two directions part.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,7 +110,7 @@ def rwr_score(
     batch: Batch,
     returns: torch.Tensor,
     values: torch.Tensor,
-    value_fn,
+    value_fn: Callable[[np.ndarray], torch.Tensor],
     gamma: float,
 ) -> torch.Tensor:
     """The score s_i in the exponent of w_i, [B], for ``weighting``:
