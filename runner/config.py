@@ -29,6 +29,8 @@ class RunConfig:
     """Rollout workers: N, MIN:MAX (elastic: start with what fits, grow toward MAX), or auto (1:CPUs)."""
     envs_per_worker: int = 4
     """Sub-environments in each worker's vector env."""
+    vector_env: Literal["auto", "gymnasium", "envpool"] = "auto"
+    """Workers' vector env: Gymnasium's, EnvPool's, or auto (EnvPool where it matched and was faster)."""
     total_steps: int = 100_000
     """Env-step budget for the run."""
     seed: int = 0

@@ -85,16 +85,32 @@ def env_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[g
         env.close()
 
 
+def check_vector_env(vector_env: str, env_id: str, env_kwargs: dict[str, Any] | None) -> str:
+    """The backend ``vector_env`` gives for this env here, or a one-line error (an explicit
+    envpool that is not installed or does not have the env), before any worker starts."""
+    from tandem.runner.envpool_env import choose_vector_env, envpool_installed, require_envpool_env
+
+    backend = choose_vector_env(vector_env, env_id, env_kwargs, envpool_installed())
+    if backend == "envpool":
+        require_envpool_env(env_id)
+    return backend
+
+
 def make_vector_env(
-    env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None
+    env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, vector_env: str = "gymnasium"
 ) -> gym.vector.VectorEnv:
     """A synchronous vector env in same-step autoreset mode.
 
     Same-step mode resets a finished sub-env inside the step that ended it and hands the final
     observation over in ``info["final_obs"]``; so every step is a real transition and the
     ignored reset step of the default next-step mode never reaches a batch or the replay.
+    ``vector_env``: gymnasium, envpool or auto (see :mod:`runner.envpool_env`).
     """
+    from tandem.runner.envpool_env import EnvPoolVectorEnv, choose_vector_env, envpool_installed
+
     check_env_id(env_id)
+    if choose_vector_env(vector_env, env_id, env_kwargs, envpool_installed()) == "envpool":
+        return EnvPoolVectorEnv(env_id, num_envs)
     fns = [lambda: make_env(env_id, env_kwargs) for _ in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 

@@ -16,7 +16,7 @@ from tandem.core.errors import TandemError
 from tandem.core.protocols import Backend, Learner, WorkerGroup
 from tandem.learners.registry import AlgoSpec, get_algo
 from tandem.runner.config import RunConfig, parse_workers, read_run_yaml, split_overrides, to_yaml_dict
-from tandem.runner.envs import env_spaces
+from tandem.runner.envs import check_vector_env, env_spaces
 from tandem.runner.progress import Reporter, window_reached
 from tandem.runner.rundir import (
     Counters,
@@ -57,6 +57,7 @@ def resolve_config(
     parse_workers(run.workers)  # a bad form fails here, before anything starts
     if run.envs_per_worker < 1:
         raise TandemError("--envs-per-worker must be at least 1")
+    check_vector_env(run.vector_env, run.env_id, run.env_kwargs)
     if run.total_steps < 1:
         raise TandemError("--total-steps must be positive")
     if run.return_window < 1:
@@ -118,6 +119,7 @@ class Session:
             algo_config=self.algo_cfg,
             seed=self.worker_seed,
             env_kwargs=run.env_kwargs,
+            vector_env=run.vector_env,
             replay=replay,
         )
 

@@ -40,6 +40,7 @@ class RolloutWorker:
         num_workers: int = 1,
         env_kwargs: dict[str, Any] | None = None,
         replay: dict[str, Any] | None = None,
+        vector_env: str = "auto",
     ):
         import torch
 
@@ -48,7 +49,7 @@ class RolloutWorker:
         self.seed = seed
         self.incarnation = 0
         torch.manual_seed(derive_seeds(seed, worker_index, num_envs + 1)[-1])  # before the policy's init
-        self.env = make_vector_env(env_id, num_envs, env_kwargs)
+        self.env = make_vector_env(env_id, num_envs, env_kwargs, vector_env)
         self.spec = get_algo(algo)
         self.cfg = algo_config
         self.num_workers = num_workers
