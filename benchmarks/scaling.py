@@ -274,6 +274,18 @@ def run_latency(args: argparse.Namespace, out: dict[str, Any]) -> None:
         raw_note="one latency env stepped in this process: 1/step_time if sleep were exact",
         ideal="workers x envs_per_worker / step_time",
     )
+    out["sleep_cost"] = sleep_cpu_us(step_s)
+    if args.ceiling:
+        ceiling: dict[str, Any] = {}
+        for n in counts:
+            rate = process_ceiling(n, envs, env_kwargs, T, args.seconds)
+            eff = round(efficiency(rate, ideal_rate(n, envs, step_s)), 3)
+            ceiling[str(n)] = {"env_steps_per_s": rate, "efficiency": eff}
+            log(f"ceiling {n:>3} plain processes: {rate:>9.1f} steps/s, efficiency {eff:.3f}")
+        out["process_ceiling"] = ceiling
+        out["process_ceiling_note"] = (
+            "n plain processes running the worker's sampling loop at once, no Ray: the machine's ceiling"
+        )
     paths = {"on": ("ppo", on_policy_step), "off": ("dqn", off_policy_step)}
     hidden = (64, 64)
     for path in args.paths:
@@ -318,6 +330,9 @@ def run_latency(args: argparse.Namespace, out: dict[str, Any]) -> None:
                                 efficiency(row["env_steps_per_s"], n * envs * raw), 3
                             ),
                         )
+                        top = out.get("process_ceiling", {}).get(str(n), {}).get("env_steps_per_s")
+                        if top:
+                            row["of_process_ceiling"] = round(row["env_steps_per_s"] / top, 3)
                         rows[n] = row
                         log(
                             f"tandem {path}-policy {n:>3} workers: {row['env_steps_per_s']:>9.1f} steps/s, "
@@ -393,6 +408,61 @@ def make_group_latency(algo, n, envs, env_kwargs, hidden, kw):
     weights_ref = ray.put(spec.make_learner(obs_space, act_space, cfg).get_weights())
     group = RayWorkerGroup(n, env_id=ENV_ID, num_envs=envs, algo=algo, algo_config=cfg, seed=run.seed, **kw)
     return group, weights_ref, cfg
+
+
+def _ceiling_process(q: Any, start: Any, envs: int, env_kwargs: dict, fragment: int, seconds: float) -> None:
+    """One plain process of :func:`process_ceiling`: the Tandem worker loop, no Ray."""
+    from tandem.benchmarks.latency_env import ENV_ID
+    from tandem.runner.envs import env_spaces
+    from tandem.runner.session import resolve_config
+    from tandem.runner.worker import RolloutWorker
+
+    _, cfg, spec = resolve_config("dqn", ENV_ID, {"hidden": [64, 64], "env_kwargs": env_kwargs})
+    weights = spec.make_learner(*env_spaces(ENV_ID, env_kwargs), cfg).get_weights()
+    worker = RolloutWorker(ENV_ID, envs, "dqn", cfg, env_kwargs=env_kwargs)
+    worker.sample(fragment, weights, 1)
+    q.put(None)
+    start.wait()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += worker.sample(fragment, weights, 1).num_steps
+    q.put(n / (time.perf_counter() - t0))
+
+
+def process_ceiling(n: int, envs: int, env_kwargs: dict, fragment: int, seconds: float) -> float:
+    """Env steps/s of ``n`` plain OS processes, each running a worker's own sampling loop on the
+    latency env, all at once: no Ray, no driver, no replay, no results shipped. Whatever this
+    misses of the ideal is the machine's (a sleep's wake-up, process switches on 2 cores), so
+    ``Tandem / this`` is the part of the shortfall that orchestration costs."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # fork after ray.init is unsafe; spawn imports afresh
+    q, start = ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=_ceiling_process, args=(q, start, envs, env_kwargs, fragment, seconds))
+        for _ in range(n)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        q.get(timeout=900)
+    start.set()
+    total = sum(q.get(timeout=seconds + 120) for _ in procs)
+    for p in procs:
+        p.join()
+    return round(total, 1)
+
+
+def sleep_cpu_us(step_s: float, seconds: float = 2.0) -> dict[str, float]:
+    """What one ``time.sleep(step_s)`` costs this machine: CPU microseconds and wall overshoot."""
+    n, c0, t0 = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        time.sleep(step_s)
+        n += 1
+    return {
+        "cpu_us_per_sleep": round(1e6 * (time.process_time() - c0) / n, 1),
+        "wall_ms_per_sleep": round(1e3 * (time.perf_counter() - t0) / n, 3),
+    }
 
 
 def worker_cpu_per_step(algo: str, seconds: float = 3.0, fragment: int = 64) -> dict[str, float]:
@@ -518,6 +588,12 @@ def main(argv: list[str] | None = None) -> None:
     lat.add_argument("--rllib-max-workers", type=int, default=64, help="skip RLlib above this count (memory)")
     lat.add_argument("--start-timeout", type=float, default=900, help="seconds for the workers to start")
     lat.add_argument("--replay-capacity", type=int, default=200_000, help="off-policy Redis ring size")
+    lat.add_argument(
+        "--no-ceiling",
+        dest="ceiling",
+        action="store_false",
+        help="skip the machine's ceiling (the worker loop in n plain processes, no Ray)",
+    )
     args = ap.parse_args(argv)
     if args.mode == "cpu":
         res = {
