@@ -286,6 +286,7 @@ def run_latency(args: argparse.Namespace, out: dict[str, Any]) -> None:
         out["process_ceiling_note"] = (
             "n plain processes running the worker's sampling loop at once, no Ray: the machine's ceiling"
         )
+        save_partial(args, out)
     paths = {"on": ("ppo", on_policy_step), "off": ("dqn", off_policy_step)}
     hidden = (64, 64)
     for path in args.paths:
@@ -339,6 +340,7 @@ def run_latency(args: argparse.Namespace, out: dict[str, Any]) -> None:
                             f"efficiency {row['efficiency']:.3f}"
                         )
                     out["results"][f"{path}-policy"]["tandem"] = with_speedup(rows)
+                    save_partial(args, out)
             finally:
                 group.shutdown()
         finally:
@@ -388,6 +390,7 @@ def run_latency(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 if "env_steps_per_s" in res["rllib"].get(k, {})
             }
         out["results"][f"{path}-policy"] = res
+        save_partial(args, out)
 
 
 def make_group_latency(algo, n, envs, env_kwargs, hidden, kw):
@@ -551,6 +554,13 @@ def run_real(args: argparse.Namespace, out: dict[str, Any]) -> None:
                     str(n): round(tandem[n]["env_steps_per_s"] / ok[n]["env_steps_per_s"], 2) for n in ok
                 }
         out["results"][env_id] = res
+
+
+def save_partial(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Write what is measured so far (``"partial": true``): 64 RLlib runners can exhaust memory,
+    and a killed run should keep the figures it had."""
+    if args.output:
+        args.output.write_text(json.dumps({**out, "partial": True}, indent=2) + "\n")
 
 
 def log(msg: str) -> None:
