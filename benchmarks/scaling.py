@@ -6,12 +6,13 @@ Two modes:
 T, weights_ref, version)`` in a loop, exactly the collection step of ``runner.on_policy`` minus the
 learner update. Each call steps every worker's vector env (``--envs-per-worker`` sub-envs) ``T``
 times with the PPO policy of the env's preset, ships the ``[T, N]`` rollouts back to the driver and
-blocks until all of them arrived (a synchronous barrier, as in training). The weights are one
-``ray.put`` object passed on every call with a constant version, so workers resolve the reference
-but skip reloading the weights: the figure is sampling throughput, not the cost of a weight
-broadcast. Each worker count gets a fresh ``WorkerGroup``, a warm-up (actor start, first weight
-load, torch/gym first-call costs), then ``--seconds`` of timed calls. Beside it, the raw rate of the
-same vector env stepped with random actions in this one process (one core, no policy, no Ray):
+blocks until all of them arrived (a synchronous barrier, as in training). The weights are what
+``WorkerGroup.publish`` gives training (by value under 90 KB, else one stored object), passed on
+every call with a constant version, so workers receive them but skip reloading: the figure is
+sampling throughput, not the cost of a weight broadcast. Each worker count gets a fresh
+``WorkerGroup``, a warm-up (actor start, first weight load, torch/gym first-call costs), then
+``--seconds`` of timed calls. Beside it, the raw rate of the same vector env stepped with random
+actions in this one process (one core, no policy, no Ray):
 ``efficiency_vs_raw = measured / (min(workers, cores) x raw)``.
 
 ``latency`` (``benchmarks/latency_env.py``: each env step sleeps ``--step-ms`` and uses no CPU).
@@ -70,9 +71,7 @@ def efficiency(measured: float, ideal: float) -> float:
 
 
 def make_group(env_id: str, workers: int, envs_per_worker: int, algo: str = "ppo", **kw: Any):
-    """A WorkerGroup with ``algo``'s policy for ``env_id``'s preset, and one shared weights object."""
-    import ray
-
+    """A WorkerGroup with ``algo``'s policy for ``env_id``'s preset, and its published weights."""
     from tandem.cluster.group import RayWorkerGroup
     from tandem.learners.registry import get_algo
     from tandem.runner.envs import env_spaces
@@ -80,10 +79,10 @@ def make_group(env_id: str, workers: int, envs_per_worker: int, algo: str = "ppo
 
     run, cfg, spec = resolve_config(algo, env_id, {"workers": workers, "envs_per_worker": envs_per_worker})
     obs_space, act_space = env_spaces(env_id)
-    weights_ref = ray.put(get_algo(algo).make_learner(obs_space, act_space, cfg).get_weights())
     group = RayWorkerGroup(
         workers, env_id=env_id, num_envs=envs_per_worker, algo=algo, algo_config=cfg, seed=run.seed, **kw
     )
+    weights_ref = group.publish(get_algo(algo).make_learner(obs_space, act_space, cfg).get_weights())
     return group, weights_ref, cfg
 
 
@@ -395,8 +394,6 @@ def run_latency(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 def make_group_latency(algo, n, envs, env_kwargs, hidden, kw):
     """A group of ``n`` workers on the latency env with ``hidden`` sizes."""
-    import ray
-
     from tandem.benchmarks.latency_env import ENV_ID
     from tandem.cluster.group import RayWorkerGroup
     from tandem.runner.envs import env_spaces
@@ -408,8 +405,8 @@ def make_group_latency(algo, n, envs, env_kwargs, hidden, kw):
         {"workers": n, "envs_per_worker": envs, "hidden": list(hidden), "env_kwargs": env_kwargs},
     )
     obs_space, act_space = env_spaces(ENV_ID, env_kwargs)
-    weights_ref = ray.put(spec.make_learner(obs_space, act_space, cfg).get_weights())
     group = RayWorkerGroup(n, env_id=ENV_ID, num_envs=envs, algo=algo, algo_config=cfg, seed=run.seed, **kw)
+    weights_ref = group.publish(spec.make_learner(obs_space, act_space, cfg).get_weights())
     return group, weights_ref, cfg
 
 

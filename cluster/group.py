@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import ray
 from ray._private import ray_constants
 from ray.exceptions import GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError
@@ -154,6 +155,9 @@ class RayRolloutWorker(RolloutWorker):
 
 # A worker's call fails with one of these when its process or its node died.
 LOST_ERRORS = (RayActorError, NodeDiedError, ObjectLostError)
+# Below Ray's max_direct_call_object_size (100 KB), an argument passed by value is inlined in the
+# call itself; published weights under it go by value (see RayWorkerGroup.publish).
+INLINE_WEIGHTS_BYTES = 90_000
 
 
 @dataclass
@@ -438,8 +442,13 @@ class RayWorkerGroup:
         except Exception as e:  # no autoscaler (a fixed cluster): growth waits for a node to join
             log.warning("request_resources failed (%s); waiting for CPUs to appear", type(e).__name__)
 
-    def publish(self, weights: Weights) -> ray.ObjectRef:
-        """One object in the store, shared by every worker (not one copy per call)."""
+    def publish(self, weights: Weights) -> ray.ObjectRef | Weights:
+        """Small weights (a 64x64 policy: 36 KB) travel inside each call: Ray inlines arguments
+        under its 100 KB direct-call limit, where a stored object costs every call a fetch from
+        the store (measured: 2.6 ms a call on these VMs). Larger ones are one object in the
+        store, shared by every worker (not one copy per call)."""
+        if sum(np.asarray(v).nbytes for v in weights.values()) < INLINE_WEIGHTS_BYTES:
+            return weights
         return ray.put(weights)
 
     def submit(self, i: int, method: str, *args: Any) -> ray.ObjectRef:

@@ -117,3 +117,18 @@ def test_a_cluster_that_cannot_place_the_workers_fails_with_one_line(local_ray):
             RayWorkerGroup(2, start_timeout_s=12, **kwargs)
     finally:
         first.shutdown()
+
+
+def test_small_weights_travel_in_the_call_and_large_ones_as_one_stored_object(local_ray):
+    group = RayWorkerGroup(
+        1, env_id="CartPole-v1", num_envs=1, algo="ppo", algo_config=PPOConfig(hidden=(8,)), seed=0
+    )
+    small = _policy_weights()
+    assert group.publish(small) is small  # inlined by Ray: no store fetch per call
+    large = {"w": np.zeros((256, 256), np.float32), "b": np.zeros(256, np.float32)}  # 257 KB
+    ref = group.publish(large)
+    assert isinstance(ref, ray.ObjectRef)
+    np.testing.assert_array_equal(ray.get(ref)["w"], large["w"])
+    # both forms reach the worker: it loads the small ones and samples with them
+    assert group.call_all("sample", 4, small, 1)[0].obs.shape == (4, 1, 4)
+    group.shutdown()
