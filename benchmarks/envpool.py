@@ -5,9 +5,9 @@ SyncVectorEnv in same-step autoreset mode, and ``runner.envpool_env.EnvPoolVecto
 thread, the same-step resets included). Random actions, drawn before the clock starts; the
 clock is this process's CPU time (EnvPool's thread is in it), so other load on the machine
 moves the figures less. The two backends alternate, ``--repeats`` times, and the medians are
-reported with their ratio. ``vector_env=auto`` takes EnvPool for an env only where this ratio
-is above 1 at the default 4 sub-envs and ``tests/integration/test_envpool.py`` found the same
-transitions.
+reported with their ratio. ``vector_env=auto`` takes EnvPool for an env only from the sub-env
+count where this ratio is above 1, and only where ``tests/integration/test_envpool.py`` found the
+same transitions.
 
 Usage:
     python -m benchmarks.envpool -o benchmarks/results/envpool.json
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "results": {},
     }
     for env_id in args.envs:
-        row: dict[str, Any] = {"auto_uses_envpool": env_id in ENVPOOL_AUTO}
+        row: dict[str, Any] = {"auto_uses_envpool_from_sub_envs": ENVPOOL_AUTO.get(env_id)}
         for n in args.num_envs:
             rates: dict[str, list[float]] = {"gymnasium": [], "envpool": []}
             for _ in range(args.repeats):

@@ -9,9 +9,11 @@ sub-envs at once (EnvPool's ``reset(env_id=...)``).
 
 Where EnvPool is used by default (``vector_env=auto``): :data:`ENVPOOL_AUTO`, the envs whose
 transitions, rewards, terminations and time limits matched Gymnasium's in
-``tests/integration/test_envpool.py`` and which stepped faster with 4 sub-envs on one core
-(``benchmarks/envpool.py``). CartPole-v1 matches too but is slower through EnvPool at 4 sub-envs,
-so it stays on Gymnasium unless asked for.
+``tests/integration/test_envpool.py``, from the sub-env count at which they stepped faster on
+one core (``benchmarks/envpool.py``). Every EnvPool step hands the batch to its C++ thread and
+back, two thread wake-ups that cost tens of microseconds on a VM, so small batches of cheap envs
+lose: CartPole-v1 matches too but is slower through EnvPool at every count measured (0.4x at 4
+sub-envs, 0.7x at 16), and stays on Gymnasium unless asked for.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import numpy as np
 
 from tandem.core.errors import TandemError
 
-ENVPOOL_AUTO = frozenset({"HalfCheetah-v5", "Hopper-v5", "Swimmer-v5"})
-"""Envs that ``vector_env=auto`` steps through EnvPool when it is installed (see the module doc)."""
+ENVPOOL_AUTO: dict[str, int] = {"HalfCheetah-v5": 8, "Hopper-v5": 4, "Swimmer-v5": 4}
+"""Env id -> the fewest sub-envs at which ``vector_env=auto`` steps it through EnvPool. Measured
+(EnvPool / Gymnasium steps per CPU second, medians of 5): HalfCheetah 0.85x at 4, 1.32x at 8;
+Hopper 1.15x at 4; Swimmer 1.25x at 4."""
 
 INSTALL_HINT = "pip install 'tandem-rl[envpool]' (or --set vector_env=gymnasium)"
 
@@ -42,17 +46,20 @@ def require_envpool_env(env_id: str) -> None:
         raise TandemError(f"--set vector_env=envpool: EnvPool has no {env_id}: use vector_env=gymnasium")
 
 
-def choose_vector_env(choice: str, env_id: str, env_kwargs: dict[str, Any] | None, installed: bool) -> str:
-    """``vector_env`` -> the backend a worker builds: "gymnasium" or "envpool".
+def choose_vector_env(
+    choice: str, env_id: str, env_kwargs: dict[str, Any] | None, installed: bool, num_envs: int
+) -> str:
+    """``vector_env`` -> the backend a worker of ``num_envs`` sub-envs builds: "gymnasium" or "envpool".
 
-    auto takes EnvPool only for :data:`ENVPOOL_AUTO` with no ``env_kwargs`` (EnvPool has its own
-    keyword names) and when it is installed; an explicit ``envpool`` that cannot be honoured is a
-    one-line error, never a silent fallback.
+    auto takes EnvPool only for :data:`ENVPOOL_AUTO` from its sub-env count on, with no
+    ``env_kwargs`` (EnvPool has its own keyword names), and when it is installed; an explicit
+    ``envpool`` that cannot be honoured is a one-line error, never a silent fallback.
     """
     if choice == "gymnasium":
         return "gymnasium"
     if choice == "auto":
-        return "envpool" if installed and env_id in ENVPOOL_AUTO and not env_kwargs else "gymnasium"
+        fast = num_envs >= ENVPOOL_AUTO.get(env_id, 1 << 30)
+        return "envpool" if installed and fast and not env_kwargs else "gymnasium"
     if choice != "envpool":
         raise TandemError(f"--set vector_env={choice!r}: choose one of auto, gymnasium, envpool")
     if not installed:

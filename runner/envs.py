@@ -85,12 +85,12 @@ def env_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[g
         env.close()
 
 
-def check_vector_env(vector_env: str, env_id: str, env_kwargs: dict[str, Any] | None) -> str:
+def check_vector_env(vector_env: str, env_id: str, env_kwargs: dict[str, Any] | None, num_envs: int) -> str:
     """The backend ``vector_env`` gives for this env here, or a one-line error (an explicit
     envpool that is not installed or does not have the env), before any worker starts."""
     from tandem.runner.envpool_env import choose_vector_env, envpool_installed, require_envpool_env
 
-    backend = choose_vector_env(vector_env, env_id, env_kwargs, envpool_installed())
+    backend = choose_vector_env(vector_env, env_id, env_kwargs, envpool_installed(), num_envs)
     if backend == "envpool":
         require_envpool_env(env_id)
     return backend
@@ -109,7 +109,7 @@ def make_vector_env(
     from tandem.runner.envpool_env import EnvPoolVectorEnv, choose_vector_env, envpool_installed
 
     check_env_id(env_id)
-    if choose_vector_env(vector_env, env_id, env_kwargs, envpool_installed()) == "envpool":
+    if choose_vector_env(vector_env, env_id, env_kwargs, envpool_installed(), num_envs) == "envpool":
         return EnvPoolVectorEnv(env_id, num_envs)
     fns = [lambda: make_env(env_id, env_kwargs) for _ in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

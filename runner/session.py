@@ -57,7 +57,7 @@ def resolve_config(
     parse_workers(run.workers)  # a bad form fails here, before anything starts
     if run.envs_per_worker < 1:
         raise TandemError("--envs-per-worker must be at least 1")
-    check_vector_env(run.vector_env, run.env_id, run.env_kwargs)
+    check_vector_env(run.vector_env, run.env_id, run.env_kwargs, run.envs_per_worker)
     if run.total_steps < 1:
         raise TandemError("--total-steps must be positive")
     if run.return_window < 1:

@@ -106,13 +106,16 @@ def test_seeds_reproduce_and_differ():
         env.close()
 
 
-def test_auto_gives_workers_envpool_for_halfcheetah_and_gymnasium_for_cartpole():
-    env = make_vector_env("HalfCheetah-v5", 2, None, "auto")
-    assert isinstance(env, EnvPoolVectorEnv)
-    env.close()
-    env = make_vector_env("CartPole-v1", 2, None, "auto")
-    assert isinstance(env, gym.vector.SyncVectorEnv)
-    env.close()
+def test_auto_gives_workers_envpool_where_it_was_faster_and_gymnasium_elsewhere():
+    for env_id, n, cls in (
+        ("Hopper-v5", 4, EnvPoolVectorEnv),
+        ("HalfCheetah-v5", 8, EnvPoolVectorEnv),
+        ("HalfCheetah-v5", 4, gym.vector.SyncVectorEnv),
+        ("CartPole-v1", 4, gym.vector.SyncVectorEnv),
+    ):
+        env = make_vector_env(env_id, n, None, "auto")
+        assert isinstance(env, cls), (env_id, n)
+        env.close()
 
 
 def test_a_worker_samples_through_envpool():

@@ -10,17 +10,20 @@ from tandem.runner.session import resolve_config
 
 
 def test_auto_takes_envpool_only_where_it_matched_and_was_faster():
-    assert choose_vector_env("auto", "HalfCheetah-v5", None, installed=True) == "envpool"
-    assert choose_vector_env("auto", "CartPole-v1", None, installed=True) == "gymnasium"  # slower there
-    assert choose_vector_env("auto", "HalfCheetah-v5", None, installed=False) == "gymnasium"
+    assert choose_vector_env("auto", "Hopper-v5", None, installed=True, num_envs=4) == "envpool"
+    # HalfCheetah gains from 8 sub-envs on (0.85x at 4, 1.32x at 8)
+    assert choose_vector_env("auto", "HalfCheetah-v5", None, installed=True, num_envs=4) == "gymnasium"
+    assert choose_vector_env("auto", "HalfCheetah-v5", None, installed=True, num_envs=8) == "envpool"
+    assert choose_vector_env("auto", "CartPole-v1", None, installed=True, num_envs=64) == "gymnasium"
+    assert choose_vector_env("auto", "Hopper-v5", None, installed=False, num_envs=4) == "gymnasium"
     # gymnasium.make's keyword names are not EnvPool's
     kwargs = {"ctrl_cost_weight": 0.2}
-    assert choose_vector_env("auto", "HalfCheetah-v5", kwargs, installed=True) == "gymnasium"
+    assert choose_vector_env("auto", "Hopper-v5", kwargs, installed=True, num_envs=4) == "gymnasium"
     assert "CartPole-v1" not in ENVPOOL_AUTO
 
 
 def test_gymnasium_is_always_gymnasium():
-    assert choose_vector_env("gymnasium", "HalfCheetah-v5", None, installed=True) == "gymnasium"
+    assert choose_vector_env("gymnasium", "Hopper-v5", None, installed=True, num_envs=16) == "gymnasium"
 
 
 @pytest.mark.parametrize(
@@ -33,7 +36,7 @@ def test_gymnasium_is_always_gymnasium():
 )
 def test_an_explicit_choice_that_cannot_hold_is_one_line(choice, kwargs, installed, words):
     with pytest.raises(TandemError) as e:
-        choose_vector_env(choice, "CartPole-v1", kwargs, installed)
+        choose_vector_env(choice, "CartPole-v1", kwargs, installed, 4)
     assert words in str(e.value) and "\n" not in str(e.value)
     assert "vector_env" in str(e.value)
 
