@@ -12,8 +12,8 @@ transitions, rewards, terminations and time limits matched Gymnasium's in
 ``tests/integration/test_envpool.py``, from the sub-env count at which they stepped faster on
 one core (``benchmarks/envpool.py``). Every EnvPool step hands the batch to its C++ thread and
 back, two thread wake-ups that cost tens of microseconds on a VM, so small batches of cheap envs
-lose: CartPole-v1 matches too but is slower through EnvPool at every count measured (0.4x at 4
-sub-envs, 0.7x at 16), and stays on Gymnasium unless asked for.
+lose: CartPole-v1 matches too but is not faster through EnvPool at any count measured (0.4-0.5x
+at 4 sub-envs, 0.7-1.0x at 16), and stays on Gymnasium unless asked for.
 """
 
 from __future__ import annotations
