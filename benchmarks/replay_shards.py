@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
             "cpus": os.cpu_count(),
             "load_avg_before": [round(x, 1) for x in load0],
             "load_avg_after": [round(x, 1) for x in os.getloadavg()],
-            "note": "shared machine: other engineers' jobs ran on the same cores throughout",
+            # a 1-minute load above the core count means the figures measure contention too
         },
         "config": {
             "seconds": args.seconds,
