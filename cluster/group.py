@@ -445,7 +445,7 @@ class RayWorkerGroup:
     def publish(self, weights: Weights) -> ray.ObjectRef | Weights:
         """Small weights (a 64x64 policy: 36 KB) travel inside each call: Ray inlines arguments
         under its 100 KB direct-call limit, where a stored object costs every call a fetch from
-        the store (measured: 2.6 ms a call on these VMs). Larger ones are one object in the
+        the store (measured: 1.8-2.6 ms a call on these VMs). Larger ones are one object in the
         store, shared by every worker (not one copy per call)."""
         if sum(np.asarray(v).nbytes for v in weights.values()) < INLINE_WEIGHTS_BYTES:
             return weights
