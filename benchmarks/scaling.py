@@ -410,16 +410,21 @@ def make_group_latency(algo, n, envs, env_kwargs, hidden, kw):
     return group, weights_ref, cfg
 
 
-def _ceiling_process(q: Any, start: Any, envs: int, env_kwargs: dict, fragment: int, seconds: float) -> None:
-    """One plain process of :func:`process_ceiling`: the Tandem worker loop, no Ray."""
+def latency_worker(algo: str, envs: int, env_kwargs: dict) -> tuple[Any, dict]:
+    """A plain ``RolloutWorker`` on the latency env with ``algo``'s 64x64 policy, and its weights."""
     from tandem.benchmarks.latency_env import ENV_ID
     from tandem.runner.envs import env_spaces
     from tandem.runner.session import resolve_config
     from tandem.runner.worker import RolloutWorker
 
-    _, cfg, spec = resolve_config("dqn", ENV_ID, {"hidden": [64, 64], "env_kwargs": env_kwargs})
+    _, cfg, spec = resolve_config(algo, ENV_ID, {"hidden": [64, 64], "env_kwargs": env_kwargs})
     weights = spec.make_learner(*env_spaces(ENV_ID, env_kwargs), cfg).get_weights()
-    worker = RolloutWorker(ENV_ID, envs, "dqn", cfg, env_kwargs=env_kwargs)
+    return RolloutWorker(ENV_ID, envs, algo, cfg, env_kwargs=env_kwargs), weights
+
+
+def _ceiling_process(q: Any, start: Any, envs: int, env_kwargs: dict, fragment: int, seconds: float) -> None:
+    """One plain process of :func:`process_ceiling`: the Tandem worker loop, no Ray."""
+    worker, weights = latency_worker("dqn", envs, env_kwargs)
     worker.sample(fragment, weights, 1)
     q.put(None)
     start.wait()
@@ -470,16 +475,7 @@ def worker_cpu_per_step(algo: str, seconds: float = 3.0, fragment: int = 64) -> 
     env, bookkeeping; no Ray): ``process_time / steps``, so other load on the machine does not
     count. A worker at step time ``t`` then needs ``c / (t + c)`` of a core, and ``cores / c``
     steps/s is the most the machine can give, whatever the orchestration."""
-    from tandem.benchmarks.latency_env import ENV_ID
-    from tandem.runner.envs import env_spaces
-    from tandem.runner.session import resolve_config
-    from tandem.runner.worker import RolloutWorker
-
-    kw = {"step_time_s": 0.0}
-    _, cfg, spec = resolve_config(algo, ENV_ID, {"hidden": [64, 64], "env_kwargs": kw})
-    obs_space, act_space = env_spaces(ENV_ID, kw)
-    weights = spec.make_learner(obs_space, act_space, cfg).get_weights()
-    worker = RolloutWorker(ENV_ID, 1, algo, cfg, env_kwargs=kw)
+    worker, weights = latency_worker(algo, 1, {"step_time_s": 0.0})
     worker.sample(fragment, weights, 1)
     c0, t0, n = time.process_time(), time.perf_counter(), 0
     while time.process_time() - c0 < seconds:
