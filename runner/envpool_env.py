@@ -121,7 +121,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
             obs = obs.copy()
             obs[ids], _ = self._pool.reset(ids)
             info = {"final_obs": final, "_final_obs": done}
-        return obs, rew.astype(np.float64, copy=False), term, trunc, info
+        return obs, rew, term, trunc, info
 
     def close(self, **kwargs: Any) -> None:
         self._pool.close()
